@@ -1,0 +1,156 @@
+"""The search-space vocabulary users already write: List, Range and the RF*Config wrappers."""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Iterable, Mapping
+
+
+class List:
+    """A discrete set of choices: a grid axis, or sampled uniformly by random search."""
+
+    def __init__(self, values: Iterable[Any]):
+        self.values = list(values)
+
+    def __repr__(self) -> str:
+        return f"List({self.values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, List) and other.values == self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class Range:
+    """A continuous (or integer) interval for random search; `log=True` samples log-uniformly."""
+
+    def __init__(self, low: float, high: float, log: bool = False, dtype: type | str = float):
+        self.low, self.high, self.log = low, high, log
+        self.dtype = {"int": int, "float": float}.get(dtype, dtype) if isinstance(dtype, str) else dtype
+
+    def __repr__(self) -> str:
+        return f"Range({self.low!r}, {self.high!r}, log={self.log!r}, dtype={getattr(self.dtype, '__name__', self.dtype)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Range) and (other.low, other.high, other.log, other.dtype) == (
+            self.low, self.high, self.log, self.dtype)
+
+    def sample(self, rng: random.Random) -> float | int:
+        if self.dtype is int:
+            if self.log:
+                value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
+                return min(int(value), int(self.high))
+            return rng.randint(int(self.low), int(self.high))
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+
+class _ArgsConfig:
+    """Keyword arguments for a library config class, any of which may be a List or a Range."""
+
+    section = ""
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs = dict(kwargs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.kwargs == self.kwargs
+
+
+class RFLoraConfig(_ArgsConfig):
+    """PEFT `LoraConfig` arguments (r, lora_alpha, lora_dropout, target_modules, bias, ...)."""
+
+    section = "lora"
+
+
+class RFSFTConfig(_ArgsConfig):
+    """TRL `SFTConfig` arguments (learning_rate, per_device_train_batch_size, max_steps, ...)."""
+
+    section = "training"
+
+
+MODEL_FIELDS = (
+    # Expansion order: earlier fields vary slowest. Training arguments before LoRA configs
+    # reproduces the cookbook's run order (r=8 lr=1e-3, r=32 lr=1e-3, r=8 lr=1e-4, ...).
+    "model_name", "tokenizer", "model_type", "model_kwargs", "formatting_func",
+    "compute_metrics", "generation_config", "training_args", "peft_config",
+)
+
+
+class RFModelConfig:
+    """One model configuration; any argument may be a List (grid) or a Range (random search)."""
+
+    def __init__(
+        self,
+        model_name: Any,
+        tokenizer: Any = None,
+        peft_config: Any = None,
+        training_args: Any = None,
+        model_type: Any = "causal_lm",
+        model_kwargs: Any = None,
+        formatting_func: Any = None,
+        compute_metrics: Any = None,
+        generation_config: Any = None,
+    ):
+        self.fields: dict[str, Any] = {
+            "model_name": model_name,
+            "tokenizer": tokenizer,
+            "model_type": model_type,
+            "model_kwargs": {} if model_kwargs is None else model_kwargs,
+            "formatting_func": formatting_func,
+            "compute_metrics": compute_metrics,
+            "generation_config": {} if generation_config is None else generation_config,
+            "training_args": RFSFTConfig() if training_args is None else training_args,
+            "peft_config": peft_config,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __repr__(self) -> str:
+        return f"RFModelConfig({self.fields!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RFModelConfig) and other.fields == self.fields
+
+
+TRAINER_TYPES = ("SFT",)
+
+
+class RFGridSearch:
+    """Every combination of every List (the Cartesian product), in declaration order."""
+
+    def __init__(self, configs: Any, trainer_type: str = "SFT"):
+        self.configs = configs
+        self.trainer_type = trainer_type
+
+
+class RFRandomSearch:
+    """`num_runs` configurations sampled from Lists and Ranges, reproducibly by `seed`."""
+
+    def __init__(self, configs: Any, num_runs: int, seed: int = 42, trainer_type: str = "SFT"):
+        self.configs = configs
+        self.num_runs = num_runs
+        self.seed = seed
+        self.trainer_type = trainer_type
+
+
+def is_knob(value: Any) -> bool:
+    return isinstance(value, (List, Range))
+
+
+def children(value: Any) -> Mapping[str, Any] | None:
+    """The named sub-values of a config node (None for a leaf)."""
+    if isinstance(value, RFModelConfig):
+        return value.fields
+    if isinstance(value, _ArgsConfig):
+        return value.kwargs
+    if isinstance(value, dict):
+        return value
+    return None

@@ -1,0 +1,124 @@
+"""Validate a Python-API search and single-run knobs (clone edits) with the same argument rules."""
+from __future__ import annotations
+
+from typing import Any
+
+from rftui.config.knobs import (
+    TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch,
+    RFSFTConfig, _ArgsConfig,
+)
+from rftui.config.problems import Problem
+from rftui.config.rules import check_arg, coerce, known_args, knob_section
+
+
+def check_range(knob: Range, path: str, allow_range: bool) -> list[Problem]:
+    if not allow_range:
+        return [Problem(path, "a Range needs random search", "use List([...]) for a grid, or RFRandomSearch")]
+    problems = []
+    if knob.dtype not in (int, float):
+        problems.append(Problem(path, f"Range dtype must be int or float, got {knob.dtype!r}", "use dtype=int or dtype=float"))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (knob.low, knob.high)):
+        return problems + [Problem(path, "Range bounds must be numbers", "e.g. Range(1e-5, 1e-3, log=True)")]
+    if knob.low > knob.high:
+        problems.append(Problem(path, f"Range low {knob.low!r} > high {knob.high!r}", "swap the bounds"))
+    if knob.log and knob.low <= 0:
+        problems.append(Problem(path, "a log Range needs low > 0", "use a positive lower bound or log=False"))
+    return problems
+
+
+def check_value(section: str, name: str, value: Any, path: str, allow_range: bool) -> list[Problem]:
+    """Problems with an argument that may be a List of choices or a Range."""
+    if isinstance(value, List):
+        if not value.values:
+            return [Problem(path, "an empty List has nothing to choose", "give at least one value")]
+        problems = []
+        for i, choice in enumerate(value.values):
+            problems += check_value(section, name, choice, f"{path}[{i}]", allow_range)
+        return problems
+    if isinstance(value, Range):
+        problems = check_range(value, path, allow_range)
+        if not problems:
+            for bound in (value.low, value.high):
+                problems += [p for p in check_arg(section, name, value.dtype(bound), path) if p not in problems]
+        return problems
+    return check_arg(section, name, coerce(known_args(section).get(name, "any"), value), path)
+
+
+def _check_args(section: str, args: Any, path: str, allow_range: bool) -> list[Problem]:
+    if isinstance(args, List):
+        problems = []
+        for i, choice in enumerate(args.values):
+            problems += _check_args(section, choice, f"{path}[{i}]", allow_range)
+        return problems or ([] if args.values else [Problem(path, "an empty List", "give at least one value")])
+    wrapper = RFLoraConfig if section == "lora" else RFSFTConfig
+    if isinstance(args, _ArgsConfig):
+        if section in ("lora", "training") and not isinstance(args, wrapper):
+            return [Problem(path, f"expected {wrapper.__name__}, got {type(args).__name__}", "")]
+        args = args.kwargs
+    if not isinstance(args, dict):
+        return [Problem(path, f"expected {wrapper.__name__} or a dict, got {type(args).__name__}", "")]
+    problems = []
+    for name, value in args.items():
+        problems += check_value(section, name, value, f"{path}.{name}", allow_range)
+    return problems
+
+
+def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Problem]:
+    if isinstance(config, List):
+        problems = []
+        for i, choice in enumerate(config.values):
+            problems += _check_model_config(choice, f"{path}[{i}]", allow_range)
+        return problems or [Problem(path, "an empty List of configs", "give at least one RFModelConfig")]
+    if not isinstance(config, RFModelConfig):
+        return [Problem(path, f"expected RFModelConfig, got {type(config).__name__}", "wrap each config in RFModelConfig(...)")]
+    fields = config.fields
+    problems = []
+    names = fields["model_name"].values if isinstance(fields["model_name"], List) else [fields["model_name"]]
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        problems.append(Problem(f"{path}.model_name", "must be a model name or path", "e.g. rftui/tiny-llama"))
+    if fields["model_type"] not in ("causal_lm",):
+        problems.append(Problem(f"{path}.model_type", f"unknown model_type {fields['model_type']!r}", "use causal_lm"))
+    if not isinstance(fields["model_kwargs"], dict):
+        problems.append(Problem(f"{path}.model_kwargs", "must be a dict", "e.g. {'torch_dtype': 'auto'}"))
+    problems += _check_args("training", fields["training_args"], f"{path}.training_args", allow_range)
+    if fields["peft_config"] is not None:
+        problems += _check_args("lora", fields["peft_config"], f"{path}.peft_config", allow_range)
+    problems += _check_args("generation", fields["generation_config"], f"{path}.generation_config", allow_range)
+    return problems
+
+
+def validate_search(group: Any) -> list[Problem]:
+    """Every problem in a Python-API search (RFGridSearch, RFRandomSearch, or bare configs)."""
+    problems: list[Problem] = []
+    random_search = isinstance(group, RFRandomSearch)
+    if isinstance(group, (RFGridSearch, RFRandomSearch)):
+        if group.trainer_type not in TRAINER_TYPES:
+            problems.append(Problem("trainer_type", f"unknown trainer type {group.trainer_type!r}",
+                                    f"use one of: {', '.join(TRAINER_TYPES)}"))
+        configs = group.configs
+    else:
+        configs = group
+    if random_search:
+        if not isinstance(group.num_runs, int) or isinstance(group.num_runs, bool) or group.num_runs < 1:
+            problems.append(Problem("num_runs", f"must be an integer ≥ 1, got {group.num_runs!r}", "e.g. num_runs=8"))
+        if not isinstance(group.seed, int):
+            problems.append(Problem("seed", f"must be an integer, got {group.seed!r}", "e.g. seed=42"))
+    problems += _check_model_config(configs, "configs", random_search)
+    return problems
+
+
+EDITABLE_PREFIXES = ("lora.", "generation.")
+
+
+def validate_knobs(knobs: dict[str, Any], path_prefix: str = "") -> list[Problem]:
+    """Problems with flat knobs of one run (`learning_rate`, `lora.r`, ...), e.g. clone edits."""
+    problems = []
+    for name, value in knobs.items():
+        section, arg = knob_section(name)
+        path = f"{path_prefix}{name}"
+        if "." in name and not name.startswith(EDITABLE_PREFIXES + ("training.",)):
+            problems.append(Problem(path, f"`{name}` cannot be changed here",
+                                    "edit training arguments (learning_rate=...), lora.* or generation.*"))
+            continue
+        problems += check_arg(section, arg, coerce(known_args(section).get(arg, "any"), value), path)
+    return problems

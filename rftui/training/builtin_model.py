@@ -1,0 +1,548 @@
+"""The built-in model `rftui/tiny-llama`, and model/tokenizer loading that works without a network.
+
+`rftui/tiny-llama` is made locally from the bundled customer-support corpus: a byte-level BPE
+tokenizer with a chat template, and a small Llama-architecture causal LM briefly pretrained on the
+corpus rendered through that template. It is built once (deterministically: fixed seed, one
+thread) into ``${RFTUI_CACHE:-~/.cache/rftui}/models/tiny-llama-<recipe-hash>/`` and loaded from
+there with the ordinary ``from_pretrained`` calls afterwards, so a user's ``create_model_fn`` can
+load it with ``AutoModelForCausalLM.from_pretrained(resolve_model_path("rftui/tiny-llama"))``.
+
+Chat format (one token per marker, markers are special tokens)::
+
+    <|system|>\\n{content}<|end|><|user|>\\n{content}<|end|><|assistant|>\\n{content}<|end|>
+
+and the generation prompt is ``<|assistant|>\\n``. Newlines are always single tokens (they are
+split off before byte-level BPE), and every marker is a special token, so a prompt rendered with the
+generation prompt is always a token prefix of the prompt followed by the completion, and only the
+completion (assistant content + ``<|end|>``) is labelled by TRL's prompt/completion SFT path. The
+assistant turn is wrapped in ``{% generation %}`` so ``assistant_only_loss=True`` works too.
+
+Nothing here prints; progress goes to an optional callback.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rftui.errors import ModelLoadError
+
+TINY_LLAMA = "rftui/tiny-llama"
+BUILTIN_MODELS: tuple[str, ...] = (TINY_LLAMA,)
+
+SYSTEM_PROMPT = (
+    "You are a helpful and friendly customer support assistant. "
+    "Please answer the user's query to the best of your ability."
+)
+
+PAD_TOKEN = "<|pad|>"
+END_TOKEN = "<|end|>"
+SYSTEM_TOKEN = "<|system|>"
+USER_TOKEN = "<|user|>"
+ASSISTANT_TOKEN = "<|assistant|>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, END_TOKEN, SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN)
+
+# One line, so no stray whitespace can end up in the rendering.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{- raise_exception('rftui/tiny-llama chat template: unsupported role ' + message['role']) -}}"
+    "{%- endif -%}"
+    "{{- '<|' + message['role'] + '|>\\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- message['content'] + '<|end|>' -}}{%- endgeneration -%}"
+    "{%- else -%}"
+    "{{- message['content'] + '<|end|>' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- endif -%}"
+)
+
+# Everything that determines the built artefact. Bump BUILD_VERSION when the build code changes.
+BUILD_VERSION = 1
+RECIPE: dict[str, Any] = {
+    "build_version": BUILD_VERSION,
+    "vocab_size": 2048,
+    "min_frequency": 2,
+    "hidden_size": 128,
+    "intermediate_size": 384,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-5,
+    "initializer_range": 0.02,
+    "seed": 1234,
+    "pretrain_steps": 120,
+    "batch_size": 8,
+    "block_size": 128,
+    "learning_rate": 3e-3,
+    "warmup_steps": 10,
+    "min_lr_ratio": 0.1,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "system_prompt": SYSTEM_PROMPT,
+    "chat_template": CHAT_TEMPLATE,
+}
+
+_MARKER_FILE = "rftui_builtin.json"
+
+
+# ----------------------------------------------------------------------------------------- names
+
+
+def is_builtin(name: str | os.PathLike | None) -> bool:
+    """Whether `name` names a model that rftui builds itself (no network needed)."""
+    return isinstance(name, str) and name.strip() in BUILTIN_MODELS
+
+
+def cache_root() -> Path:
+    """``$RFTUI_CACHE`` or ``~/.cache/rftui``."""
+    env = os.environ.get("RFTUI_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rftui"
+
+
+def _corpus_file() -> Path:
+    from rftui.resources import sample_data_file
+
+    return sample_data_file()
+
+
+def _read_corpus_bytes() -> bytes:
+    path = _corpus_file()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Cannot build the built-in model {TINY_LLAMA!r}: its bundled corpus {str(path)!r} "
+            f"cannot be read ({exc.strerror or exc}). Reinstall rftui, or use another model."
+        ) from exc
+
+
+def recipe_hash(corpus: bytes | None = None) -> str:
+    """Short hash of the recipe and the corpus bytes: the cache key of the built model."""
+    if corpus is None:
+        corpus = _read_corpus_bytes()
+    h = hashlib.sha256()
+    h.update(json.dumps(RECIPE, sort_keys=True).encode("utf-8"))
+    h.update(b"\0corpus\0")
+    h.update(corpus)
+    return h.hexdigest()[:16]
+
+
+def builtin_dir(name: str = TINY_LLAMA) -> Path:
+    """Where the built-in model `name` lives (or will live) in the cache."""
+    _check_builtin(name)
+    return cache_root() / "models" / f"tiny-llama-{recipe_hash()}"
+
+
+def _check_builtin(name: str) -> None:
+    if not is_builtin(name):
+        raise ModelLoadError(
+            f"{name!r} is not a built-in model; the built-in models are: {', '.join(BUILTIN_MODELS)}."
+        )
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / _MARKER_FILE).is_file()
+
+
+# ----------------------------------------------------------------------------------------- build
+
+
+def ensure_builtin(name: str, progress: Callable[[str], None] | None = None) -> Path:
+    """The cached directory of built-in model `name`, building it first if it is missing.
+
+    Safe to call from several processes at once: one builds (under an ``fcntl`` lock, into a
+    temporary directory that is renamed into place when complete), the others wait and reuse it.
+    """
+    name = name.strip() if isinstance(name, str) else name
+    _check_builtin(name)
+    report = progress or (lambda _msg: None)
+    corpus = _read_corpus_bytes()
+    final = cache_root() / "models" / f"tiny-llama-{recipe_hash(corpus)}"
+    if _is_complete(final):
+        return final
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = final.parent / f".{final.name}.lock"
+    with open(lock_path, "a+") as lock_file:
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(f"waiting for another process to build {name}")
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            if _is_complete(final):
+                return final
+            if final.exists():  # a leftover without its marker: never a finished build
+                shutil.rmtree(final, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+            try:
+                _build(tmp, corpus, report)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            report(f"{name} ready")
+            return final
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _corpus_rows(corpus: bytes) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for lineno, line in enumerate(corpus.decode("utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(
+                f"Cannot build {TINY_LLAMA!r}: line {lineno} of its bundled corpus is not JSON ({exc.msg})."
+            ) from exc
+        instruction, response = row.get("instruction"), row.get("response")
+        if isinstance(instruction, str) and isinstance(response, str) and instruction and response:
+            rows.append((instruction, response))
+    if not rows:
+        raise ModelLoadError(f"Cannot build {TINY_LLAMA!r}: its bundled corpus has no instruction/response rows.")
+    return rows
+
+
+def _render(system: str, user: str, assistant: str | None) -> str:
+    """The chat template, in Python (kept identical to CHAT_TEMPLATE; the tests check they agree)."""
+    text = f"{SYSTEM_TOKEN}\n{system}{END_TOKEN}{USER_TOKEN}\n{user}{END_TOKEN}{ASSISTANT_TOKEN}\n"
+    if assistant is not None:
+        text += f"{assistant}{END_TOKEN}"
+    return text
+
+
+def _train_tokenizer(texts: list[str]):
+    """A byte-level BPE tokenizer (the `tokenizers` object) trained on `texts`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            # a newline is always its own token, so "<|assistant|>\n" never merges with the content after it
+            pre_tokenizers.Split(Regex("\n"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=RECIPE["vocab_size"],
+        min_frequency=RECIPE["min_frequency"],
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tok
+
+
+def _wrap_tokenizer(backend):
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD_TOKEN,
+        eos_token=END_TOKEN,
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=[SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN],
+        model_max_length=RECIPE["max_position_embeddings"],
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
+    import torch
+
+    t0 = time.perf_counter()
+    rows = _corpus_rows(corpus)
+    system = RECIPE["system_prompt"]
+    texts = [_render(system, q, a) for q, a in rows]
+
+    report(f"training tokenizer on {len(rows)} corpus rows")
+    backend = _train_tokenizer([t for q, a in rows for t in (q, a)] + [system])
+    tokenizer = _wrap_tokenizer(backend)
+    ids = [enc.ids for enc in backend.encode_batch(texts)]
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RECIPE["seed"])
+            model, losses = _pretrain(tokenizer, ids, report)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+    report("saving")
+    with _quiet_loading():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    lengths = sorted(len(x) for x in ids)
+    info = {
+        "name": TINY_LLAMA,
+        "recipe_hash": recipe_hash(corpus),
+        "recipe": RECIPE,
+        "corpus_rows": len(rows),
+        "row_tokens": {
+            "min": lengths[0],
+            "median": lengths[len(lengths) // 2],
+            "max": lengths[-1],
+            "mean": round(sum(lengths) / len(lengths), 1),
+        },
+        "vocab_size": len(tokenizer),
+        "parameters": n_params,
+        "pretrain_losses": [round(x, 6) for x in losses],
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    # the marker is written last: a directory without it is not a finished build
+    (out_dir / _MARKER_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _pretrain(tokenizer, ids: list[list[int]], report: Callable[[str], None]):
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    r = RECIPE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=r["hidden_size"],
+        intermediate_size=r["intermediate_size"],
+        num_hidden_layers=r["num_hidden_layers"],
+        num_attention_heads=r["num_attention_heads"],
+        num_key_value_heads=r["num_key_value_heads"],
+        max_position_embeddings=r["max_position_embeddings"],
+        rms_norm_eps=r["rms_norm_eps"],
+        initializer_range=r["initializer_range"],
+        rope_parameters={"rope_type": "default", "rope_theta": r["rope_theta"]},
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        use_cache=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+    # One token stream of all rows (each ends with <|end|>), cut into random blocks.
+    stream = torch.tensor([t for row in ids for t in row], dtype=torch.long)
+    block, batch, steps = r["block_size"], r["batch_size"], r["pretrain_steps"]
+    if stream.numel() <= block + 1:
+        stream = stream.repeat(math.ceil((block + 2) / max(1, stream.numel())))
+    gen = torch.Generator().manual_seed(r["seed"])
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": r["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=r["learning_rate"],
+        betas=(0.9, 0.95),
+    )
+
+    def lr_at(step: int) -> float:
+        if step < r["warmup_steps"]:
+            return (step + 1) / r["warmup_steps"]
+        frac = (step - r["warmup_steps"]) / max(1, steps - r["warmup_steps"])
+        return r["min_lr_ratio"] + (1 - r["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    losses: list[float] = []
+    for step in range(steps):
+        starts = torch.randint(0, stream.numel() - block - 1, (batch,), generator=gen)
+        x = torch.stack([stream[s : s + block] for s in starts.tolist()])
+        out = model(input_ids=x, labels=x)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), r["grad_clip"])
+        opt.step()
+        sched.step()
+        losses.append(float(out.loss.detach()))
+        if step == 0 or (step + 1) % 20 == 0 or step + 1 == steps:
+            report(f"pretraining {step + 1}/{steps} (loss {losses[-1]:.2f})")
+    model.eval()
+    return model, losses
+
+
+def builtin_info(name: str = TINY_LLAMA) -> dict:
+    """The build record (recipe, sizes, pretrain losses, build time) of a built model."""
+    path = ensure_builtin(name)
+    return json.loads((path / _MARKER_FILE).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def resolve_model_path(name: str) -> str:
+    """A built-in name becomes its cached local directory (built if needed); anything else is unchanged."""
+    if is_builtin(name):
+        return str(ensure_builtin(name.strip()))
+    return name
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Hide transformers' progress bars while loading or saving (this module never prints)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
+    """Adapt user `from_pretrained` kwargs to this machine: what cannot apply without CUDA is dropped."""
+    import torch
+
+    kwargs = dict(model_kwargs or {})
+    has_cuda = torch.cuda.is_available()
+
+    if "torch_dtype" in kwargs:  # transformers 5 renamed it
+        value = kwargs.pop("torch_dtype")
+        kwargs.setdefault("dtype", value)
+    dtype = kwargs.get("dtype")
+    if isinstance(dtype, str) and dtype != "auto":
+        key = dtype.lower().removeprefix("torch.")
+        if key not in _DTYPE_NAMES:
+            raise ModelLoadError(f"Unknown model dtype {dtype!r}; use one of auto, float32, bfloat16, float16.")
+        dtype = getattr(torch, _DTYPE_NAMES[key])
+    if not has_cuda and dtype is torch.float16:
+        dtype = torch.float32  # fp16 training on CPU is unsupported/unstable
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+
+    if not has_cuda:
+        kwargs.pop("device_map", None)
+        for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
+            kwargs.pop(key, None)  # bitsandbytes quantization needs a GPU
+        if str(kwargs.get("attn_implementation", "")).startswith("flash_attention"):
+            kwargs.pop("attn_implementation")
+    return kwargs
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~"))
+
+
+def _load_error(name: str, what: str, exc: BaseException) -> ModelLoadError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    expanded = os.path.expanduser(name)
+    if name.startswith(("/", "./", "../", "~")) or (os.path.sep in name and not _is_hub_id(name)):
+        if not os.path.exists(expanded):
+            return ModelLoadError(
+                f"Cannot load {what} {name!r}: no such directory. Give the path of a directory saved with "
+                f"save_pretrained, a Hugging Face model id, or the built-in model {TINY_LLAMA!r}."
+            )
+        return ModelLoadError(
+            f"Cannot load {what} from local path {name!r}: {detail}. Check that it was saved with "
+            f"save_pretrained, or use the built-in model {TINY_LLAMA!r}."
+        )
+    offline = _offline_env()
+    where = "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if offline else (
+        "not in the local Hugging Face cache and the Hugging Face Hub cannot be reached (or has no such model)"
+    )
+    return ModelLoadError(
+        f"Cannot load {what} {name!r}: it is {where} ({detail}). To fix it: download it while online "
+        f"(`huggingface-cli download {name}`), give a local directory saved with save_pretrained instead, "
+        f"or use the built-in model {TINY_LLAMA!r}, which needs no network."
+    )
+
+
+def load_model_and_tokenizer(
+    name: str,
+    model_kwargs: dict | None = None,
+    tokenizer_name: str | None = None,
+):
+    """Load `(model, tokenizer)` for a built-in name, a Hugging Face id or a local directory.
+
+    The tokenizer always has a pad token (the eos token when it had none). Raises
+    `ModelLoadError` naming the model and the fixes when it is neither cached nor reachable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ModelLoadError(f"No model given (got {name!r}); use a Hugging Face id, a local path or {TINY_LLAMA!r}.")
+    name = str(name).strip()
+    model_path = resolve_model_path(name)
+    tok_name = str(tokenizer_name).strip() if tokenizer_name else name
+    tok_path = resolve_model_path(tok_name)
+    kwargs = _translate_model_kwargs(model_kwargs)
+    tok_kwargs = {k: kwargs[k] for k in ("trust_remote_code", "revision", "cache_dir", "token") if k in kwargs}
+    if _offline_env():
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import; honour it when it was set later
+        kwargs.setdefault("local_files_only", True)
+        tok_kwargs.setdefault("local_files_only", True)
+
+    with _quiet_loading():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(tok_name, "the tokenizer of" if tokenizer_name is None else "tokenizer", exc) from exc
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(name, "model", exc) from exc
+
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+            model.resize_token_embeddings(len(tokenizer))
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    gen_cfg = getattr(model, "generation_config", None)
+    if gen_cfg is not None and gen_cfg.pad_token_id is None:
+        gen_cfg.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
