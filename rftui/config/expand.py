@@ -126,7 +126,7 @@ def format_value(value: Any) -> str:
                 mantissa, exponent = f"{value:.2e}".split("e")
                 mantissa = mantissa.rstrip("0").rstrip(".")
             return f"{mantissa}e{int(exponent)}"
-        return f"{value:g}"
+        return f"{value:.3g}"
     if isinstance(value, (list, tuple)):
         return ",".join(format_value(v).removesuffix("_proj") for v in value)
     if isinstance(value, str) and "/" in value:

@@ -68,7 +68,7 @@ def dumps_event(event: Any) -> bytes:
         return cloudpickle.dumps(event)
 
 
-def loads(data: bytes) -> Any:
+def loads_event(data: bytes) -> Any:
     return pickle.loads(data)
 
 
@@ -296,7 +296,7 @@ def _skipped_quantum(worker_id: int, cmd: TrainQuantum) -> QuantumDone:
 def worker_main(worker_id: int, conn: Any, device: str, log_path: str,
                 backend_spec: str = DEFAULT_BACKEND, backend_options: Any = None) -> None:
     """Entry point of a worker process. `backend_options` is a dict or its cloudpickle bytes."""
-    options = loads(backend_options) if isinstance(backend_options, bytes) else dict(backend_options or {})
+    options = pickle.loads(backend_options) if isinstance(backend_options, bytes) else dict(backend_options or {})
     log = _setup_process(worker_id, device, log_path, options)
     channel = _Channel(conn)
 

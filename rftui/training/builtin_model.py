@@ -90,6 +90,7 @@ RECIPE: dict[str, Any] = {
     "min_lr_ratio": 0.1,
     "weight_decay": 0.01,
     "grad_clip": 1.0,
+    "pretrain_format": "chat",
     "system_prompt": SYSTEM_PROMPT,
     "chat_template": CHAT_TEMPLATE,
 }
@@ -275,7 +276,10 @@ def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
     t0 = time.perf_counter()
     rows = _corpus_rows(corpus)
     system = RECIPE["system_prompt"]
-    texts = [_render(system, q, a) for q, a in rows]
+    if RECIPE["pretrain_format"] == "chat":
+        texts = [_render(system, q, a) for q, a in rows]
+    else:  # plain documents: the chat markers are left for fine-tuning to learn
+        texts = [f"{t}{END_TOKEN}" for q, a in rows for t in (q, a)]
 
     report(f"training tokenizer on {len(rows)} corpus rows")
     backend = _train_tokenizer([t for q, a in rows for t in (q, a)] + [system])
@@ -460,39 +464,115 @@ def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
 
 
 def _offline_env() -> bool:
-    return any(
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only at import)."""
+    if any(
         os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
         for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    ):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
+        return False
 
 
-def _is_hub_id(name: str) -> bool:
+_HUB_PROBE: dict[str, tuple[float, bool]] = {}
+_HUB_PROBE_TTL_S = 60.0
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub endpoint accepts a TCP connection (cached for a minute).
+
+    Without this, an unreachable hub costs ~45 s of retries per file before transformers gives up.
+    Behind an HTTP(S) proxy a direct connection proves nothing, so the hub is assumed reachable.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # pragma: no cover
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    key = f"{host}:{port}"
+    now = time.monotonic()
+    cached = _HUB_PROBE.get(key)
+    if cached is not None and now - cached[0] < _HUB_PROBE_TTL_S:
+        return cached[1]
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _HUB_PROBE[key] = (now, ok)
+    return ok
+
+
+def _is_local_path_name(name: str) -> bool:
+    """Whether `name` is meant as a filesystem path rather than a hub id ("org/model")."""
+    if name.startswith(("/", "./", "../", "~")) or name in {".", ".."} or os.path.exists(os.path.expanduser(name)):
+        return True
     parts = name.split("/")
-    return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~"))
+    return not (1 <= len(parts) <= 2 and all(parts))
 
 
-def _load_error(name: str, what: str, exc: BaseException) -> ModelLoadError:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    expanded = os.path.expanduser(name)
-    if name.startswith(("/", "./", "../", "~")) or (os.path.sep in name and not _is_hub_id(name)):
-        if not os.path.exists(expanded):
+def _load_error(name: str, what: str, exc: BaseException | None, reason: str) -> ModelLoadError:
+    """`reason`: "local" (a path), "offline" (offline mode set), "unreachable" (no hub) or "hub"."""
+    detail = " ".join(str(exc).split()) if exc is not None else ""
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    detail = f" ({detail})" if detail else ""
+    if reason == "local":
+        if not os.path.exists(os.path.expanduser(name)):
             return ModelLoadError(
                 f"Cannot load {what} {name!r}: no such directory. Give the path of a directory saved with "
                 f"save_pretrained, a Hugging Face model id, or the built-in model {TINY_LLAMA!r}."
             )
         return ModelLoadError(
-            f"Cannot load {what} from local path {name!r}: {detail}. Check that it was saved with "
-            f"save_pretrained, or use the built-in model {TINY_LLAMA!r}."
+            f"Cannot load {what} {name!r} from that local directory{detail}. Check that it holds a model saved "
+            f"with save_pretrained, or use the built-in model {TINY_LLAMA!r}."
         )
-    offline = _offline_env()
-    where = "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if offline else (
-        "not in the local Hugging Face cache and the Hugging Face Hub cannot be reached (or has no such model)"
-    )
+    where = {
+        "offline": "it is not in the local Hugging Face cache and offline mode (HF_HUB_OFFLINE) is set",
+        "unreachable": "it is not in the local Hugging Face cache and the Hugging Face Hub cannot be reached",
+    }.get(reason, "it was not found in the local Hugging Face cache or on the Hugging Face Hub")
     return ModelLoadError(
-        f"Cannot load {what} {name!r}: it is {where} ({detail}). To fix it: download it while online "
+        f"Cannot load {what} {name!r}: {where}{detail}. To fix it: download it while online "
         f"(`huggingface-cli download {name}`), give a local directory saved with save_pretrained instead, "
         f"or use the built-in model {TINY_LLAMA!r}, which needs no network."
     )
+
+
+def _from_pretrained(loader, name: str, path: str, what: str, kwargs: dict):
+    """`loader.from_pretrained(path, **kwargs)` with failures turned into a `ModelLoadError`."""
+    kwargs = dict(kwargs)
+    if is_builtin(name) or _is_local_path_name(path):
+        reason = "local"
+        path = os.path.expanduser(path)
+    elif kwargs.get("local_files_only") or _offline_env():
+        reason = "offline"
+        kwargs["local_files_only"] = True  # honour offline mode even when it was set after import
+    elif not _hub_reachable():
+        reason = "unreachable"
+        kwargs["local_files_only"] = True  # use the cache, without retrying the network for a minute
+    else:
+        reason = "hub"
+    if kwargs.get("local_files_only") and reason != "local" and hasattr(loader, "from_config"):
+        # transformers' adapter lookup does not inherit local_files_only and would retry the network
+        kwargs["adapter_kwargs"] = {**(kwargs.get("adapter_kwargs") or {}), "local_files_only": True}
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise _load_error(name, what, exc, reason) from exc
 
 
 def load_model_and_tokenizer(
@@ -502,37 +582,33 @@ def load_model_and_tokenizer(
 ):
     """Load `(model, tokenizer)` for a built-in name, a Hugging Face id or a local directory.
 
-    The tokenizer always has a pad token (the eos token when it had none). Raises
-    `ModelLoadError` naming the model and the fixes when it is neither cached nor reachable.
+    `model_kwargs` go to `AutoModelForCausalLM.from_pretrained`, minus what cannot apply on this
+    machine (see `_translate_model_kwargs`). The tokenizer always has a pad token (the eos token when
+    it had none). Raises `ModelLoadError` naming the model and the fixes when it is neither cached
+    nor reachable.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
         raise ModelLoadError(f"No model given (got {name!r}); use a Hugging Face id, a local path or {TINY_LLAMA!r}.")
     name = str(name).strip()
-    model_path = resolve_model_path(name)
     tok_name = str(tokenizer_name).strip() if tokenizer_name else name
-    tok_path = resolve_model_path(tok_name)
     kwargs = _translate_model_kwargs(model_kwargs)
-    tok_kwargs = {k: kwargs[k] for k in ("trust_remote_code", "revision", "cache_dir", "token") if k in kwargs}
-    if _offline_env():
-        # huggingface_hub reads HF_HUB_OFFLINE once, at import; honour it when it was set later
-        kwargs.setdefault("local_files_only", True)
-        tok_kwargs.setdefault("local_files_only", True)
+    tok_kwargs = {
+        k: kwargs[k]
+        for k in ("trust_remote_code", "revision", "cache_dir", "token", "local_files_only")
+        if k in kwargs and not (tokenizer_name and k == "revision")
+    }
 
     with _quiet_loading():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_path, **tok_kwargs)
-        except ModelLoadError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(tok_name, "the tokenizer of" if tokenizer_name is None else "tokenizer", exc) from exc
-        try:
-            model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-        except ModelLoadError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(name, "model", exc) from exc
+        model = _from_pretrained(AutoModelForCausalLM, name, resolve_model_path(name), "model", kwargs)
+        tokenizer = _from_pretrained(
+            AutoTokenizer,
+            tok_name,
+            resolve_model_path(tok_name),
+            "tokenizer" if tokenizer_name else "the tokenizer of model",
+            tok_kwargs,
+        )
 
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
@@ -543,6 +619,6 @@ def load_model_and_tokenizer(
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     gen_cfg = getattr(model, "generation_config", None)
-    if gen_cfg is not None and gen_cfg.pad_token_id is None:
+    if gen_cfg is not None and getattr(gen_cfg, "pad_token_id", None) is None:
         gen_cfg.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -1,0 +1,465 @@
+"""Read training and evaluation rows from local files or the Hugging Face Hub.
+
+A *source* is a small mapping, usually straight from an experiment YAML file::
+
+    train:
+      path: data/support.jsonl     # or  hub: some-org/some-dataset  (+ split: train)
+      select: [0, 128]             # optional: rows [start, end), taken before shuffling
+      shuffle_seed: 42             # optional: seeded shuffle after select
+
+`select` followed by `shuffle_seed` gives exactly the rows, in exactly the order, of
+``dataset.select(range(start, end)).shuffle(seed=seed)`` with the `datasets` library, so a
+YAML file and a Python script that prepares its own `datasets.Dataset` agree row for row.
+
+Rows come back as a list of plain dicts. Nothing heavy is imported at module import time:
+`datasets` is imported only to load a Hub dataset, `pandas` only for CSV files and `pyarrow`
+only for Parquet files. Every problem is reported as a `DataError` that names the file (and
+line or row when known) and says what to do about it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from rftui.errors import DataError
+
+SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
+"""Keys a source mapping may carry."""
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None
+              ) -> list[dict[str, Any]]:
+    """All rows of `source` as plain dicts, after `select` and `shuffle_seed` are applied.
+
+    `source` holds `path` (a local .jsonl/.json/.csv/.parquet file, relative to `base_dir`)
+    or `hub` (a Hub dataset id, with optional `split`, default "train"), plus optional
+    `select` ([start, end), applied first) and `shuffle_seed` (int, applied after). A bare
+    string or path is shorthand for ``{"path": ...}``.
+    """
+    spec = _normalize(source)
+    label = source_label(spec, base_dir)
+    if "path" in spec:
+        path = _resolve_path(spec["path"], base_dir)
+        rows = _read_file(path)
+        if not rows:
+            raise _empty_error(label)
+        start, end = _check_select(spec.get("select"), len(rows), label)
+        rows = rows[start:end]
+    else:
+        rows = _load_hub(spec, label)
+        if not rows:
+            raise _empty_error(label)
+    seed = spec.get("shuffle_seed")
+    if seed is not None:
+        rows = [rows[i] for i in shuffle_order(len(rows), seed)]
+    return rows
+
+
+def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None
+               ) -> int | None:
+    """How many rows `load_rows(source, base_dir)` would return, computed cheaply.
+
+    Local files are counted without parsing every row through `datasets` (JSONL and CSV by
+    scanning lines, Parquet from its metadata). A Hub dataset is counted from the local
+    `datasets` cache when it is there; otherwise the answer is None (unknown). The count
+    honours `select`, and a `select` that does not fit raises `DataError` as `load_rows` does.
+    """
+    spec = _normalize(source)
+    label = source_label(spec, base_dir)
+    if "path" in spec:
+        path = _resolve_path(spec["path"], base_dir)
+        total = _count_file(path)
+    else:
+        total = _cached_hub_count(spec["hub"], spec.get("split") or "train")
+        if total is None:
+            select = spec.get("select")
+            if select is not None:
+                start, end = _parse_select(select, label)
+                return end - start
+            return None
+    start, end = _check_select(spec.get("select"), total, label)
+    return end - start
+
+
+def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
+    """Plain dict rows from what a Python API user passes as a dataset.
+
+    Accepts a `datasets.Dataset` (its current order, so a dataset the user already
+    selected and shuffled keeps that order), a pandas DataFrame, or a list (or other
+    iterable) of mappings. `name` is used in error messages ("train dataset", ...).
+    """
+    if ds is None:
+        raise DataError(f"{name} is missing: pass a datasets.Dataset, a pandas DataFrame "
+                        "or a list of dicts.")
+    if isinstance(ds, (str, bytes, os.PathLike)):
+        raise DataError(f"{name} is a path ({ds!r}), not rows. Load it first, or use "
+                        "rftui.data.sources.load_rows({'path': ...}).")
+    kind = type(ds).__name__
+    if isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict"):
+        keys = ", ".join(repr(k) for k in list(ds.keys())[:5])
+        raise DataError(f"{name} is a {kind} with splits ({keys}), not a single dataset. "
+                        "Pass one split, for example dataset['train'].")
+    if kind == "DataFrame" and hasattr(ds, "to_dict") and hasattr(ds, "notna"):
+        rows = ds.astype(object).where(ds.notna(), None).to_dict("records")
+    elif hasattr(ds, "to_list") and type(ds).__module__.split(".")[0] == "datasets":
+        rows = ds.to_list()
+    elif isinstance(ds, Iterable):
+        rows = list(ds)
+    else:
+        raise DataError(f"{name} has type {kind}; expected a datasets.Dataset, a pandas "
+                        "DataFrame or a list of dicts.")
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DataError(f"{name} row {i} is a {type(row).__name__}, not a mapping of "
+                            "column names to values. Each row must be a dict.")
+        out.append({str(k): v for k, v in row.items()})
+    if not out:
+        raise DataError(f"{name} is empty: it has no rows. Pass a dataset with at least "
+                        "one row.")
+    return out
+
+
+def shuffle_order(n: int, seed: int) -> list[int]:
+    """The row order `datasets.Dataset.shuffle(seed=seed)` gives a dataset of `n` rows."""
+    import numpy as np  # numpy is light and always present with torch / datasets
+
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)]
+
+
+def source_label(source: Mapping[str, Any] | str | os.PathLike,
+                 base_dir: Path | None = None) -> str:
+    """A short human name for a source, used to start error messages."""
+    spec = source if isinstance(source, Mapping) else {"path": source}
+    if spec.get("path") is not None:
+        try:
+            return f"data file {_resolve_path(spec['path'], base_dir)}"
+        except DataError:
+            return f"data file {spec['path']}"
+    if spec.get("hub") is not None:
+        return f"Hub dataset {spec['hub']!r} (split {spec.get('split') or 'train'!r})"
+    return "data source"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _normalize(source: Any) -> dict[str, Any]:
+    if isinstance(source, (str, os.PathLike)):
+        return {"path": source}
+    if not isinstance(source, Mapping):
+        raise DataError(f"a data source must be a mapping with `path:` or `hub:`, got "
+                        f"{type(source).__name__}.")
+    spec = dict(source)
+    unknown = sorted(str(k) for k in spec if k not in SOURCE_KEYS)
+    if unknown:
+        raise DataError(f"data source has unknown key(s) {', '.join(unknown)}; allowed keys "
+                        f"are {', '.join(SOURCE_KEYS)}.")
+    has_path = spec.get("path") is not None
+    has_hub = spec.get("hub") is not None
+    if has_path == has_hub:
+        raise DataError("a data source needs exactly one of `path:` (a local .jsonl, .json, "
+                        ".csv or .parquet file) or `hub:` (a Hugging Face dataset id); "
+                        f"got {'both' if has_path else 'neither'}.")
+    if has_hub and (not isinstance(spec["hub"], str) or not spec["hub"].strip()):
+        raise DataError(f"`hub:` must be a dataset id such as 'org/name', got {spec['hub']!r}.")
+    split = spec.get("split")
+    if split is not None and not isinstance(split, str):
+        raise DataError(f"`split:` must be a split name such as 'train', got {split!r}.")
+    seed = spec.get("shuffle_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise DataError(f"`shuffle_seed:` must be a non-negative integer (or null for no "
+                        f"shuffle), got {seed!r}.")
+    return spec
+
+
+def _parse_select(select: Any, label: str) -> tuple[int, int]:
+    ok = (isinstance(select, (list, tuple)) and len(select) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in select))
+    if not ok:
+        raise DataError(f"{label}: `select:` must be a pair [start, end] of integers (rows "
+                        f"start..end-1), got {select!r}.")
+    start, end = select
+    if start < 0 or end <= start:
+        raise DataError(f"{label}: `select: [{start}, {end}]` is not a valid range; it needs "
+                        "0 <= start < end.")
+    return start, end
+
+
+def _empty_error(label: str) -> DataError:
+    return DataError(f"{label} is empty: it has no rows to train or evaluate on. Point the "
+                     "source at data with at least one row.")
+
+
+def _check_select(select: Any, total: int, label: str) -> tuple[int, int]:
+    if select is None:
+        return 0, total
+    start, end = _parse_select(select, label)
+    if end > total:
+        raise DataError(f"{label}: `select: [{start}, {end}]` is out of range: the data has "
+                        f"only {total} rows. Use an end of at most {total}.")
+    return start, end
+
+
+def _resolve_path(path: Any, base_dir: Path | None) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise DataError(f"`path:` must be a file path, got {path!r}.")
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return p
+
+
+# --------------------------------------------------------------------------- local files
+
+
+def _check_file(path: Path) -> str:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist. Check `path:` (relative paths are "
+                        "taken from the experiment file's folder).")
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; point `path:` at a .jsonl, .json, "
+                        ".csv or .parquet file.")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataError(f"data file {path} has an unsupported type {suffix or '(none)'!r}; "
+                        f"use one of {', '.join(SUPPORTED_SUFFIXES)}.")
+    return suffix
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    suffix = _check_file(path)
+    try:
+        if suffix in JSONL_SUFFIXES:
+            return _read_jsonl(path)
+        if suffix == ".json":
+            return _read_json(path)
+        if suffix == ".csv":
+            return _read_csv(path)
+        return _read_parquet(path)
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"data file {path} is not valid UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}). Save it as UTF-8.") from exc
+    except OSError as exc:
+        raise DataError(f"data file {path} cannot be read: {exc.strerror or exc}.") from exc
+
+
+def _read_text(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _read_jsonl(path: Path, text: str | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    text = _read_text(path) if text is None else text
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"data file {path}, line {lineno}: not valid JSON ({exc.msg}, "
+                            f"column {exc.colno}). Each line of a JSONL file must be one JSON "
+                            "object; fix or delete that line.") from None
+        if not isinstance(row, dict):
+            raise DataError(f"data file {path}, line {lineno}: expected a JSON object "
+                            f"{{...}} but found {_json_kind(row)}. Each line must be one row "
+                            "object such as {\"instruction\": ..., \"response\": ...}.")
+        rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    text = _read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # a JSON-lines file saved with a .json name
+            return _read_jsonl(path, text)
+        raise DataError(f"data file {path}, line {exc.lineno}: not valid JSON ({exc.msg}, "
+                        f"column {exc.colno}).") from None
+    if isinstance(data, dict):
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        if len(lists) == 1 and all(isinstance(r, dict) for r in next(iter(lists.values()))):
+            data = next(iter(lists.values()))  # {"data": [{...}, ...]}
+        elif data and len(lists) == len(data) and len({len(v) for v in lists.values()}) == 1:
+            keys = list(lists)
+            data = [dict(zip(keys, values)) for values in zip(*lists.values())]  # columns
+        else:
+            raise DataError(f"data file {path}: expected a list of row objects, or an object "
+                            "of equal-length column lists. Convert it to JSONL (one object "
+                            "per line) if in doubt.")
+    if not isinstance(data, list):
+        raise DataError(f"data file {path}: expected a list of row objects, found "
+                        f"{_json_kind(data)}.")
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise DataError(f"data file {path}, row {i}: expected a JSON object but found "
+                            f"{_json_kind(row)}.")
+    return data
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return []
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"data file {path} is not valid CSV: {exc}. Check quoting and the "
+                        "number of fields on that line.") from None
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"data file {path} is not a readable Parquet file: {exc}.") from None
+
+
+def _count_file(path: Path) -> int:
+    suffix = _check_file(path)
+    try:
+        if suffix in JSONL_SUFFIXES:
+            with open(path, "rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        if suffix == ".csv":
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                n = sum(1 for record in csv.reader(fh) if any(field.strip() for field in record))
+            return max(n - 1, 0)  # minus the header row
+        if suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            try:
+                return pq.ParquetFile(path).metadata.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"data file {path} is not a readable Parquet file: "
+                                f"{exc}.") from None
+        return len(_read_json(path))
+    except DataError:
+        raise
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"data file {path} cannot be read as {suffix[1:].upper()}: "
+                        f"{exc}.") from None
+    except OSError as exc:
+        raise DataError(f"data file {path} cannot be read: {exc.strerror or exc}.") from None
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "true/false", type(None): "null", dict: "an object"}.get(type(value),
+                                                                           type(value).__name__)
+
+
+# --------------------------------------------------------------------------- Hub datasets
+
+
+def _offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in _TRUTHY
+               for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hf_home() -> Path:
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"]))
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "huggingface"
+
+
+def _datasets_cache_dir(hub_id: str) -> Path:
+    root = os.environ.get("HF_DATASETS_CACHE")
+    base = Path(os.path.expanduser(root)) if root else _hf_home() / "datasets"
+    return base / hub_id.replace("/", "___")
+
+
+def _hub_cache_dir(hub_id: str) -> Path:
+    root = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    base = Path(os.path.expanduser(root)) if root else _hf_home() / "hub"
+    return base / ("datasets--" + hub_id.replace("/", "--"))
+
+
+def _is_cached(hub_id: str) -> bool:
+    return _datasets_cache_dir(hub_id).is_dir() or _hub_cache_dir(hub_id).is_dir()
+
+
+def _cached_hub_count(hub_id: str, split: str) -> int | None:
+    """Row count of a split from the `datasets` cache's dataset_info.json, if present."""
+    root = _datasets_cache_dir(hub_id)
+    if not root.is_dir():
+        return None
+    try:
+        infos = sorted(root.rglob("dataset_info.json"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+        for info in infos:
+            splits = json.loads(info.read_text(encoding="utf-8")).get("splits") or {}
+            entry = splits.get(split)
+            if isinstance(entry, dict) and isinstance(entry.get("num_examples"), int):
+                return entry["num_examples"]
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _not_cached_error(hub_id: str, why: str) -> DataError:
+    return DataError(
+        f"Hub dataset {hub_id!r} is not cached on this machine and {why}. Either download "
+        f"it once while online (python -c \"import datasets; "
+        f"datasets.load_dataset('{hub_id}')\") so it is cached, or point `path:` at a local "
+        "JSONL, CSV or Parquet file instead of `hub:`.")
+
+
+def _looks_like_network_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for cls in type(exc).__mro__:
+            name = cls.__name__
+            if ("Connection" in name or "Timeout" in name or "Offline" in name
+                    or name in ("LocalEntryNotFoundError", "NetworkError")):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _load_hub(spec: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
+    hub_id = spec["hub"]
+    split = spec.get("split") or "train"
+    offline = _offline()
+    if offline and not _is_cached(hub_id):
+        raise _not_cached_error(hub_id, "offline mode is on (HF_HUB_OFFLINE / "
+                                        "HF_DATASETS_OFFLINE)")
+    import datasets  # heavy: only when a Hub source is actually loaded
+
+    try:
+        ds = datasets.load_dataset(hub_id, split=split)
+    except Exception as exc:  # datasets raises many unrelated types here
+        if offline or _looks_like_network_error(exc):
+            if not _is_cached(hub_id):
+                raise _not_cached_error(hub_id, "the Hugging Face Hub cannot be reached") \
+                    from exc
+        raise DataError(f"{label} could not be loaded: {type(exc).__name__}: {exc}. Check "
+                        "the dataset id and split name, or use a local file with "
+                        "`path:`.") from exc
+    start, end = _check_select(spec.get("select"), len(ds), label)
+    if (start, end) != (0, len(ds)):
+        ds = ds.select(range(start, end))
+    return ds.to_list()

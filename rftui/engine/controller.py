@@ -1,0 +1,342 @@
+"""The controller: one `step(timeout)` loop that dispatches quanta, gathers events and applies ops.
+
+It lives in the front end's process. Every front end (TUI, headless, Python API) drives it the
+same way and renders the events `step()` returns.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from multiprocessing.connection import Pipe
+from typing import Any
+
+from rftui.config.experiment import ExperimentSpec
+from rftui.engine import events as ev
+from rftui.engine.layout import ExperimentDir
+from rftui.engine.messages import (
+    DropRun, EvalDone, Preempt, QuantumDone, RunFailed, StepLogged, TrainQuantum, WorkerReady, WorkerWarning,
+)
+from rftui.engine.runs import TERMINAL, RunRecord
+from rftui.engine.scheduler import ChunkFairScheduler
+from rftui.engine.store import Store
+
+log = logging.getLogger("rftui.controller")
+OPS_POLL_SECONDS = 0.2
+
+
+class Controller:
+    def __init__(self, exp: ExperimentDir, spec: ExperimentSpec, store: Store, pool: Any = None,
+                 sink: Any = None, data_files: dict[str, tuple[str, str | None]] | None = None):
+        self.exp, self.spec, self.store, self.pool, self.sink = exp, spec, store, pool, sink
+        self.data_files = data_files or store.get_meta("data_files") or {}
+        self.scheduler = ChunkFairScheduler(spec.num_chunks)
+        self.runs: dict[str, RunRecord] = {}
+        self.idle: set[int] = set()
+        self.busy: dict[int, str] = {}
+        self.stopping = False
+        self._finished_reported = False
+        self._dispatch_done_at: dict[int, float] = {}
+        self._requests: "queue.Queue[tuple[str, str | None, dict, str, Future]]" = queue.Queue()
+        self._wake_reader, self._wake_writer = Pipe(duplex=False)
+        self._wake_lock = threading.Lock()
+        self._last_ops_poll = 0.0
+        self._points: list[tuple] = []
+        for row in store.list_runs():
+            self._register(RunRecord.from_store(row))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _register(self, rec: RunRecord) -> None:
+        self.runs[rec.run_id] = rec
+        if rec.status in TERMINAL:
+            return
+        if rec.status == "running":  # a quantum that was in flight when we last stopped
+            rec.status = "waiting"
+        self.scheduler.on_run_added(rec.run_id, chunks_done=min(rec.chunks_done, rec.num_chunks),
+                                    num_chunks=rec.num_chunks)
+        if rec.status == "stopped":
+            self.scheduler.on_run_paused(rec.run_id)
+
+    def start(self) -> list[Any]:
+        """Start the workers and the tracking runs; returns the first events."""
+        self.store.set_meta("status", "running")
+        out: list[Any] = []
+        for rec in self.runs.values():
+            self._start_tracking(rec)
+            out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
+        if self.pool is not None:
+            self.pool.start()
+        return out
+
+    def _start_tracking(self, rec: RunRecord) -> None:
+        if self.sink is None:
+            return
+        from rftui.tracking.mlflow_sink import flatten_params
+
+        row = self.store.get_run(rec.run_id) or {}
+        tags = {"rftui.run_id": rec.run_id, "rftui.experiment": self.spec.name,
+                "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower()}
+        mlflow_id = self.sink.start_run(rec.run_id, label=f"{rec.run_id} {rec.spec.label}",
+                                        params=flatten_params(dict(rec.spec.knobs)), tags=tags,
+                                        mlflow_run_id=row.get("mlflow_run_id"))
+        if mlflow_id and mlflow_id != row.get("mlflow_run_id"):
+            self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
+        if rec.status == "completed":
+            self.sink.set_status(rec.run_id, "FINISHED")
+
+    @property
+    def finished(self) -> bool:
+        return not self.busy and (self.stopping or self.scheduler.is_finished())
+
+    def begin_shutdown(self) -> None:
+        """Stop dispatching; preempt running quanta at their next optimizer step (they checkpoint)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for worker_id, run_id in self.busy.items():
+            self.pool.send(worker_id, Preempt(run_id, "shutdown"))
+
+    def close(self) -> None:
+        status = "finished" if self.scheduler.is_finished() else "interrupted"
+        self.store.set_meta("status", status)
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.sink is not None:
+            self.sink.flush()
+            self.sink.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self, timeout: float = 0.25) -> list[Any]:
+        """Dispatch what can run, wait up to `timeout` for events and ops, and handle them."""
+        out: list[Any] = []
+        if not self.stopping:
+            out += self._dispatch()
+        worker_events, woke = self.pool.poll_events(timeout, extra=[self._wake_reader])
+        if woke:
+            with self._wake_lock:
+                while self._wake_reader.poll():
+                    self._wake_reader.recv_bytes()
+        for worker_id, event in worker_events:
+            out += self._on_worker_event(worker_id, event)
+        out += self._on_dead_workers()
+        out += self._serve_requests()
+        if time.monotonic() - self._last_ops_poll >= OPS_POLL_SECONDS:
+            self._last_ops_poll = time.monotonic()
+            out += self._serve_store_ops()
+        self._flush_points()
+        if self.finished and not self._finished_reported and not self.stopping:
+            self._finished_reported = True
+            self.store.set_meta("status", "finished")
+            counts: dict[str, int] = {}
+            for rec in self.runs.values():
+                counts[rec.status] = counts.get(rec.status, 0) + 1
+            out.append(ev.ExperimentFinished(self.spec.name, counts))
+        return out
+
+    def _dispatch(self) -> list[Any]:
+        out = []
+        for assignment in self.scheduler.choose(sorted(self.idle)):
+            rec = self.runs[assignment.run_id]
+            chunk, start, end = rec.next_quantum()
+            train_path, eval_path = self.data_files[self._data_key(rec)]
+            command = TrainQuantum(
+                run=rec.spec, chunk=chunk, num_chunks=rec.num_chunks, start_step=start, end_step=end,
+                total_steps=rec.total_steps, train_path=train_path, eval_path=eval_path,
+                checkpoint_root=str(self.exp.checkpoints), adapters_root=str(self.exp.adapters),
+                checkpoint_dir=rec.checkpoint_dir, warm_from=rec.warm_from if start == 0 or rec.checkpoint_dir is None else None,
+                seed=int(rec.spec.training.get("seed", self.spec.seed)),
+            )
+            if not self.pool.send(assignment.worker_id, command):
+                continue
+            self.scheduler.on_assigned(assignment)
+            self.idle.discard(assignment.worker_id)
+            self.busy[assignment.worker_id] = rec.run_id
+            rec.worker_id = assignment.worker_id
+            rec.quantum_id = self.store.start_quantum(rec.run_id, chunk, assignment.worker_id, start, end,
+                                                      attempt=rec.attempts + 1)
+            self._set_status(rec, "running", out)
+            out.append(ev.QuantumDispatched(assignment.worker_id, rec.run_id, chunk, start, end))
+        return out
+
+    def _data_key(self, rec: RunRecord) -> str:
+        from rftui.config.runspec import hook_name
+
+        key = hook_name(rec.spec.formatting_func) or "default"
+        return key if key in self.data_files else next(iter(self.data_files))
+
+    def _set_status(self, rec: RunRecord, status: str, out: list[Any], reason: str | None = None) -> None:
+        changed = rec.status != status or reason
+        rec.status, rec.reason = status, reason if reason is not None else rec.reason
+        self.store.update_run(rec.run_id, **rec.store_fields())
+        if changed:
+            out.append(ev.RunStatusChanged(rec.run_id, status, reason))
+            if self.sink is not None:
+                mlflow_status = {"running": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
+                                 "failed": "FAILED"}.get(status)
+                if mlflow_status:
+                    self.sink.set_status(rec.run_id, mlflow_status)
+
+    # ------------------------------------------------------------------ worker events
+
+    def _on_worker_event(self, worker_id: int, event: Any) -> list[Any]:
+        if isinstance(event, WorkerReady):
+            self.idle.add(worker_id)
+            return []
+        if isinstance(event, (StepLogged, EvalDone)):
+            rec = self.runs.get(event.run_id)
+            if rec is not None:
+                rec.last.update(event.metrics)
+                rec.live_step = max(rec.live_step, event.step)
+                kind = "eval" if isinstance(event, EvalDone) else "train"
+                now = time.time()
+                self._points += [(event.run_id, event.step, k, float(v), kind, now) for k, v in event.metrics.items()]
+                if self.sink is not None:
+                    self.sink.log_metrics(event.run_id, event.step, dict(event.metrics), int(now * 1000))
+            return [event]
+        if isinstance(event, QuantumDone):
+            return self._on_quantum_done(worker_id, event)
+        if isinstance(event, RunFailed):
+            return self._on_run_failed(worker_id, event)
+        if isinstance(event, WorkerWarning):
+            return [ev.EngineWarning(event.message, event.run_id)]
+        return [event]
+
+    def _free_worker(self, worker_id: int) -> None:
+        self.busy.pop(worker_id, None)
+        self.idle.add(worker_id)
+
+    def _on_quantum_done(self, worker_id: int, done: QuantumDone) -> list[Any]:
+        out: list[Any] = [done]
+        rec = self.runs[done.run_id]
+        self._free_worker(worker_id)
+        chunk_end = rec.bounds[done.chunk][1]
+        chunk_finished = done.steps_done >= chunk_end
+        rec.steps_done, rec.checkpoint_dir = done.steps_done, done.checkpoint_dir
+        rec.adapter_dir = done.adapter_dir or rec.adapter_dir
+        if chunk_finished:
+            rec.chunks_done = done.chunk + 1
+        rec.worker_id = None
+        self._flush_points()
+        self.store.finish_quantum(rec.quantum_id, "done" if chunk_finished else "preempted",
+                                  end_step=done.steps_done, train_seconds=done.train_seconds,
+                                  switch_seconds=done.switch_seconds, eval_seconds=done.eval_seconds,
+                                  tokens=done.tokens)
+        self.scheduler.on_quantum_done(rec.run_id, worker_id, chunk_finished)
+        reason = done.preempted or rec.pending_preempt
+        rec.pending_preempt = None
+        if done.completed or rec.steps_done >= rec.total_steps:
+            self.scheduler.on_run_removed(rec.run_id)
+            self._set_status(rec, "completed", out)
+        elif reason == "stop":
+            self.scheduler.on_run_paused(rec.run_id)
+            self._set_status(rec, "stopped", out)
+        elif reason == "delete":
+            self._delete(rec, out)
+        else:
+            self._set_status(rec, "waiting", out)
+        out.append(ev.QuantumReport(
+            run_id=rec.run_id, worker_id=worker_id, chunk=done.chunk, num_chunks=rec.num_chunks,
+            steps_done=rec.steps_done, total_steps=rec.total_steps,
+            seconds=done.train_seconds + done.switch_seconds + done.eval_seconds,
+            train_seconds=done.train_seconds, switch_seconds=done.switch_seconds,
+            eval_seconds=done.eval_seconds, preempted=done.preempted, metrics=dict(rec.last)))
+        return out
+
+    def _delete(self, rec: RunRecord, out: list[Any]) -> None:
+        self.scheduler.on_run_removed(rec.run_id)
+        self._set_status(rec, "deleted", out)
+        if self.sink is not None:
+            self.sink.mark_deleted(rec.run_id)
+        if self.pool is not None:
+            for worker_id in self.pool.worker_ids():
+                self.pool.send(worker_id, DropRun(rec.run_id))
+
+    def _on_run_failed(self, worker_id: int, failed: RunFailed) -> list[Any]:
+        out: list[Any] = [failed]
+        rec = self.runs.get(failed.run_id)
+        if self.busy.get(worker_id) == failed.run_id:
+            self._free_worker(worker_id)
+        if rec is None or rec.status in TERMINAL:
+            return out
+        if rec.quantum_id is not None:
+            self.store.finish_quantum(rec.quantum_id, "failed")
+        if rec.worker_id is not None:
+            self.scheduler.on_quantum_done(rec.run_id, worker_id, False)
+        rec.worker_id = None
+        self.scheduler.on_run_removed(rec.run_id)
+        self._set_status(rec, "failed", out, reason=failed.reason)
+        return out
+
+    def _on_dead_workers(self) -> list[Any]:
+        out: list[Any] = []
+        if self.pool is None:
+            return out
+        for worker_id in self.pool.dead_workers():
+            why = self.pool.exit_reason(worker_id)
+            run_id = self.busy.pop(worker_id, None)
+            self.idle.discard(worker_id)
+            self.scheduler.on_worker_lost(worker_id)
+            if run_id is not None:
+                rec = self.runs[run_id]
+                rec.attempts += 1
+                rec.worker_id = None
+                self.store.finish_quantum(rec.quantum_id, "lost")
+                self.store.delete_metrics_after(run_id, rec.steps_done)
+                if rec.attempts >= 2:
+                    self.scheduler.on_run_removed(run_id)
+                    self._set_status(rec, "failed", out, reason=f"its worker died twice ({why})")
+                else:
+                    self._set_status(rec, "waiting", out, reason=f"worker {worker_id} died ({why}); retrying once")
+            if not self.stopping:
+                self.pool.restart_worker(worker_id)
+                out.append(ev.WorkerRestarted(worker_id, why))
+        return out
+
+    def _flush_points(self) -> None:
+        if self._points:
+            self.store.add_metrics_batch(self._points)
+            self._points = []
+
+    # ------------------------------------------------------------------ ops
+
+    def request(self, op: str, run_id: str | None, args: dict | None = None, source: str = "api") -> Future:
+        """Thread-safe: queue an op for the controller's thread; the Future gets the OpResolved."""
+        future: Future = Future()
+        self._requests.put((op, run_id, dict(args or {}), source, future))
+        with self._wake_lock:
+            self._wake_writer.send_bytes(b"!")
+        return future
+
+    def _serve_requests(self) -> list[Any]:
+        out = []
+        while True:
+            try:
+                op, run_id, args, source, future = self._requests.get_nowait()
+            except queue.Empty:
+                return out
+            resolved = self.apply_op(op, run_id, args, source, out)
+            future.set_result(resolved)
+
+    def _serve_store_ops(self) -> list[Any]:
+        out: list[Any] = []
+        for row in self.store.pending_ops():
+            self.apply_op(row["op"], row["run_id"], row.get("args") or {}, row["source"], out, op_id=row["id"])
+        return out
+
+    def apply_op(self, op: str, run_id: str | None, args: dict, source: str, out: list[Any],
+                 op_id: int | None = None) -> ev.OpResolved:
+        """The single entry point for interactive-control ops from every front end."""
+        from rftui.engine.ops import apply
+
+        status, reason, new_run_id = apply(self, op, run_id, args, out)
+        if op_id is None:
+            op_id = self.store.record_op(source, op, run_id, args, status, reason, new_run_id)
+        else:
+            self.store.resolve_op(op_id, status, reason, new_run_id)
+        resolved = ev.OpResolved(op_id, source, op, run_id, status, reason, new_run_id)
+        out.append(resolved)
+        return resolved

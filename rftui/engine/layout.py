@@ -1,0 +1,52 @@
+"""The experiment directory: where state.db, checkpoints, adapters, logs and data snapshots live."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ExperimentDir:
+    root: Path
+
+    @classmethod
+    def of(cls, workdir: str | Path, name: str) -> "ExperimentDir":
+        return cls(Path(workdir).expanduser().resolve() / name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def workdir(self) -> Path:
+        return self.root.parent
+
+    @property
+    def state_db(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "experiment.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def data_file(self, split: str, key: str = "") -> Path:
+        return self.data / (f"{split}-{key}.jsonl" if key else f"{split}.jsonl")
+
+    def exists(self) -> bool:
+        return self.state_db.exists()

@@ -1,0 +1,168 @@
+"""Create or reopen an experiment directory: data snapshots, resolved config, state.db rows."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from rftui.config.experiment import ExperimentSpec, total_steps
+from rftui.config.hooks import resolve_hook
+from rftui.config.problems import ConfigError, Problem
+from rftui.config.runspec import RunSpec, hook_name
+from rftui.engine.layout import ExperimentDir
+from rftui.engine.store import Store
+from rftui.errors import ExperimentError
+
+
+def check_workdir(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=workdir, prefix=".rftui-probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ExperimentError(f"workdir {workdir} is not writable ({exc.strerror or exc}); "
+                              "choose another with --workdir") from None
+
+
+def free_name(workdir: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`, ... when it is taken (for --new)."""
+    candidate, n = name, 1
+    while (workdir / candidate).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
+    from rftui.data.formatting import make_chat_formatter
+
+    data = spec.data
+    if data is None:
+        return make_chat_formatter()
+    return make_chat_formatter(data.system_prompt, data.prompt_field, data.completion_field)
+
+
+def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None
+                  ) -> dict[str, tuple[list[dict], list[dict] | None]]:
+    """Formatted (prompt/completion) rows per distinct formatting hook of the runs."""
+    from rftui.data.formatting import format_rows
+
+    base_dir = Path(spec.data.base_dir) if spec.data else Path(".")
+    out: dict[str, tuple[list[dict], list[dict] | None]] = {}
+    for run in spec.runs:
+        key = hook_name(run.formatting_func) or "default"
+        if key in out:
+            continue
+        if run.formatting_func is None and train_rows and _already_formatted(train_rows[0]):
+            func = lambda row: {k: row[k] for k in ("prompt", "completion", "text") if k in row}
+        else:
+            func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
+        train = format_rows(train_rows, func, "train data")
+        evals = format_rows(eval_rows, func, "eval data") if eval_rows else None
+        out[key] = (train, evals)
+    return out
+
+
+def _already_formatted(row: dict) -> bool:
+    return ("prompt" in row and "completion" in row and isinstance(row["prompt"], list)) or (
+        set(row) == {"text"})
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def with_seeds(spec: ExperimentSpec) -> ExperimentSpec:
+    """Runs without their own training seed take the experiment's (as run_fit(seed=...) does)."""
+    runs = [r if "seed" in r.training else replace(r, training={**r.training, "seed": spec.seed}) for r in spec.runs]
+    return spec.with_runs(runs)
+
+
+def plan_steps(spec: ExperimentSpec, num_rows: int) -> dict[str, int]:
+    steps, problems = {}, []
+    for run in spec.runs:
+        total = total_steps(run.training, num_rows)
+        if total < spec.num_chunks:
+            problems.append(Problem("num_chunks", f"run {run.run_id} has only {total} optimizer steps "
+                                    f"({num_rows} training rows) but num_chunks={spec.num_chunks}",
+                                    "lower num_chunks, add data, or raise max_steps", spec.source_file))
+        steps[run.run_id] = total
+    if problems:
+        raise ConfigError(problems)
+    return steps
+
+
+def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None,
+                      new: bool = False) -> tuple[ExperimentDir, ExperimentSpec, Store]:
+    """Write a new experiment directory; nothing is left behind if any step fails."""
+    workdir = Path(spec.workdir).expanduser().resolve()
+    check_workdir(workdir)
+    name = spec.name
+    if (workdir / name).exists():
+        if not new:
+            raise ExperimentError(
+                f"experiment {name!r} already exists in {workdir}; continue it with `rftui resume {name}` "
+                f"(add --workdir {workdir} if needed), or start a fresh one with --new")
+        name = free_name(workdir, name)
+    spec = with_seeds(replace(spec, name=name, workdir=str(workdir)))
+    steps = plan_steps(spec, len(train_rows))
+    formatted = format_splits(spec, train_rows, eval_rows)
+    exp = ExperimentDir(workdir / name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=workdir))
+    try:
+        staged = ExperimentDir(staging)
+        for folder in (staged.data, staged.logs, staged.checkpoints, staged.adapters):
+            folder.mkdir(parents=True)
+        data_files = {}
+        for i, (key, (train, evals)) in enumerate(formatted.items()):
+            suffix = "" if i == 0 else str(i)
+            _write_jsonl(staged.data_file("train", suffix), train)
+            if evals:
+                _write_jsonl(staged.data_file("eval", suffix), evals)
+            data_files[key] = (str(exp.data_file("train", suffix)), str(exp.data_file("eval", suffix)) if evals else None)
+        staged.config_file.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True))
+        store = Store.create(staged.state_db)
+        for meta_key, value in (("name", name), ("config", spec.to_dict()), ("num_chunks", spec.num_chunks),
+                                ("seed", spec.seed), ("data_files", data_files), ("status", "created"),
+                                ("train_rows", len(train_rows))):
+            store.set_meta(meta_key, value)
+        for i, run in enumerate(spec.runs):
+            store.add_run(run.run_id, ord=i, label=run.label, spec=run.to_dict(), total_steps=steps[run.run_id],
+                          num_chunks=spec.num_chunks)
+        store.close()
+        os.rename(staging, exp.root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return exp, spec, Store.open(exp.state_db)
+
+
+def open_experiment(name_or_path: str, workdir: str | Path | None = None, readonly: bool = False
+                    ) -> tuple[ExperimentDir, ExperimentSpec, Store]:
+    """An existing experiment by name (in workdir) or by its directory path."""
+    candidates = [Path(name_or_path)]
+    if workdir is not None or not Path(name_or_path).exists():
+        from rftui.config.experiment import DEFAULT_WORKDIR
+
+        candidates.insert(0, Path(workdir or DEFAULT_WORKDIR) / name_or_path)
+    for path in candidates:
+        exp = ExperimentDir(path.expanduser().resolve())
+        if exp.exists():
+            store = Store.open(exp.state_db, readonly=readonly)
+            spec = ExperimentSpec.from_dict(store.get_meta("config"))
+            return exp, spec, store
+    where = Path(workdir or "rftui-runs").resolve()
+    raise ExperimentError(f"no experiment {name_or_path!r} in {where}; list them with `ls {where}`, "
+                          "or pass --workdir where it was created")

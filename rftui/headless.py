@@ -1,0 +1,148 @@
+"""The `--no-ui` front end: progress bars on a TTY, timestamped lines otherwise, or JSON lines."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+from rftui.engine import events as ev
+from rftui.engine.controller import Controller
+from rftui.engine.messages import EvalDone, RunFailed
+from rftui.report import failure_reasons, leaderboard_text, show_data
+
+REDRAW_SECONDS = 0.25
+EXIT_INTERRUPTED = 130
+
+
+def event_json(event: Any) -> str:
+    payload = dataclasses.asdict(event) if dataclasses.is_dataclass(event) else {"value": repr(event)}
+    payload.pop("run", None)
+    return json.dumps({"event": type(event).__name__, "time": round(time.time(), 3), **payload}, default=str)
+
+
+def _metric_text(metrics: dict[str, float]) -> str:
+    parts = []
+    for name in ("loss", "eval_loss", "rougeL", "bleu"):
+        if name in metrics:
+            parts.append(f"{name}={metrics[name]:.4f}")
+    return " ".join(parts)
+
+
+class HeadlessView:
+    """Renders engine events as text. Bars are redrawn in place only on a terminal."""
+
+    def __init__(self, controller: Controller, stream: TextIO, json_lines: bool, tty: bool | None = None):
+        self.ctl, self.out, self.json_lines = controller, stream, json_lines
+        self.tty = stream.isatty() if tty is None else tty
+        self.bar_lines = 0
+        self.last_draw = 0.0
+
+    def line(self, text: str) -> None:
+        self._clear_bars()
+        stamp = time.strftime("%H:%M:%S")
+        self.out.write(f"{stamp} {text}\n")
+        self.out.flush()
+
+    def render(self, events: list[Any]) -> None:
+        for event in events:
+            if self.json_lines:
+                self.out.write(event_json(event) + "\n")
+                continue
+            text = self.describe(event)
+            if text:
+                self.line(text)
+        if self.json_lines:
+            self.out.flush()
+        elif self.tty and time.monotonic() - self.last_draw >= REDRAW_SECONDS:
+            self._draw_bars()
+
+    def describe(self, event: Any) -> str | None:
+        if isinstance(event, ev.QuantumReport):
+            label = self.ctl.runs[event.run_id].spec.label
+            note = f" (preempted: {event.preempted})" if event.preempted else ""
+            return (f"{event.run_id} [{label}] chunk {event.chunk + 1}/{event.num_chunks} "
+                    f"step {event.steps_done}/{event.total_steps} {_metric_text(dict(event.metrics))} "
+                    f"{event.seconds:.1f}s (switch {event.switch_seconds * 1000:.0f} ms){note}")
+        if isinstance(event, ev.RunStatusChanged) and event.status in ("completed", "stopped", "failed", "deleted"):
+            reason = f": {event.reason}" if event.reason else ""
+            return f"{event.run_id} {event.status}{reason}"
+        if isinstance(event, RunFailed):
+            return None  # the RunStatusChanged line carries the reason
+        if isinstance(event, ev.OpResolved):
+            extra = f" -> {event.new_run_id}" if event.new_run_id else ""
+            why = f" ({event.reason})" if event.reason else ""
+            return f"op {event.op} {event.run_id or ''} from {event.source}: {event.status}{why}{extra}"
+        if isinstance(event, ev.EngineWarning):
+            return f"warning{' ' + event.run_id if event.run_id else ''}: {event.message}"
+        if isinstance(event, ev.WorkerRestarted):
+            return f"worker {event.worker_id} died ({event.reason}); started a fresh one"
+        if isinstance(event, ev.Progress):
+            return event.message
+        if isinstance(event, ev.ExperimentFinished):
+            return f"experiment {event.name} finished: " + ", ".join(f"{v} {k}" for k, v in event.counts.items())
+        return None
+
+    def _clear_bars(self) -> None:
+        if self.tty and self.bar_lines:
+            self.out.write(f"\x1b[{self.bar_lines}F\x1b[J")
+            self.bar_lines = 0
+
+    def _draw_bars(self) -> None:
+        self._clear_bars()
+        lines = []
+        for rec in self.ctl.runs.values():
+            if rec.status == "deleted":
+                continue
+            done = max(rec.steps_done, rec.live_step) if rec.status == "running" else rec.steps_done
+            fraction = done / rec.total_steps if rec.total_steps else 0.0
+            filled = int(fraction * 24)
+            loss = rec.last.get("loss")
+            lines.append(f"  {rec.run_id:<4} [{'#' * filled}{'.' * (24 - filled)}] {done:>5}/{rec.total_steps:<5} "
+                         f"{rec.status:<9} {rec.spec.label}" + (f"  loss {loss:.4f}" if loss is not None else ""))
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self.bar_lines = len(lines)
+        self.last_draw = time.monotonic()
+
+    def finish(self) -> None:
+        self._clear_bars()
+        if self.json_lines:
+            return
+        data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
+        self.out.write("\n" + leaderboard_text(data, failure_reasons(self.ctl.store)) + "\n")
+        self.out.flush()
+
+
+def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines: bool = False,
+                 tty: bool | None = None, first_events: list[Any] | None = None) -> int:
+    """Drive the controller to the end; Ctrl-C checkpoints at the next optimizer step and exits 130."""
+    view = HeadlessView(controller, stream, json_lines, tty)
+    interrupted = {"count": 0}
+
+    def on_sigint(signum, frame):
+        interrupted["count"] += 1
+        if interrupted["count"] > 1:
+            raise KeyboardInterrupt
+        controller.begin_shutdown()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        view.render(list(first_events or []))
+        if not json_lines:
+            view.line(f"experiment {controller.spec.name}: {len(controller.runs)} runs, "
+                      f"{controller.spec.num_chunks} chunks, directory {controller.exp.root}")
+        while not controller.finished:
+            if interrupted["count"] == 1 and not controller.stopping:
+                controller.begin_shutdown()
+            view.render(controller.step(0.25))
+        if interrupted["count"]:
+            view.line(f"interrupted: checkpointed; continue with `rftui resume {controller.spec.name}"
+                      f" --workdir {controller.exp.workdir}`")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        controller.close()
+    view.finish()
+    return EXIT_INTERRUPTED if interrupted["count"] else 0

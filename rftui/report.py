@@ -1,0 +1,66 @@
+"""Leaderboard data and text shared by `rftui show`, the headless front end and the API."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rftui.engine.layout import ExperimentDir
+from rftui.engine.store import Store
+
+SHOWN_METRICS = ("loss", "eval_loss", "rougeL", "bleu")
+
+
+def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
+    """The `rftui show --json` document (its shape is a public contract)."""
+    runs = []
+    for row in store.list_runs(include_deleted=include_deleted):
+        last = store.last_metrics(row["run_id"])
+        runs.append({
+            "id": row["run_id"],
+            "label": row["label"],
+            "status": row["status"],
+            "parent": row.get("parent"),
+            "warm_start": bool(row.get("warm_start")),
+            "steps_done": row.get("steps_done") or 0,
+            "total_steps": row.get("total_steps") or 0,
+            "chunks_done": row.get("chunks_done") or 0,
+            "num_chunks": row.get("num_chunks") or 0,
+            "metrics": {name: last.get(name) for name in SHOWN_METRICS},
+        })
+    return {"experiment": exp.name, "workdir": str(exp.workdir), "runs": runs}
+
+
+def _sort_key(run: dict[str, Any]) -> tuple:
+    value = run["metrics"].get("eval_loss")
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return (run["status"] == "deleted", missing, value if not missing else 0.0, run["id"])
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None) -> str:
+    """Runs sorted by eval loss (best first), with status, progress and last metrics."""
+    header = ["#", "id", "label", "status", "steps", "chunks", *SHOWN_METRICS]
+    rows = []
+    for rank, run in enumerate(sorted(data["runs"], key=_sort_key), start=1):
+        rows.append([str(rank), run["id"], run["label"], run["status"],
+                     f"{run['steps_done']}/{run['total_steps']}", f"{run['chunks_done']}/{run['num_chunks']}",
+                     *(_fmt(run["metrics"].get(m)) for m in SHOWN_METRICS)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [f"experiment {data['experiment']} ({data['workdir']})", line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    for run_id, reason in (reasons or {}).items():
+        out.append(f"  {run_id}: {reason}")
+    return "\n".join(out)
+
+
+def failure_reasons(store: Store) -> dict[str, str]:
+    return {row["run_id"]: row["reason"] for row in store.list_runs()
+            if row["status"] == "failed" and row.get("reason")}

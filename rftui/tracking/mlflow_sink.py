@@ -1,0 +1,796 @@
+"""MLflow as a sink: one MLflow run per rftui run, metrics shipped in batches from a thread.
+
+The engine's truth lives in ``state.db``; MLflow only mirrors it. Everything here is built so
+that tracking can never stop or slow training:
+
+* Every public method of :class:`MlflowSink` only puts a small record on a queue (``start_run``
+  additionally waits, bounded, for the MLflow run id). A background thread owns the
+  ``MlflowClient`` and does all I/O: it creates/re-attaches runs, logs params, and ships metric
+  points with ``log_batch`` (never per-point ``log_metric``), grouped by run.
+* Metric points are keyed by (run, name, step). A key shipped once is never shipped again; on
+  re-attach to an existing MLflow run the keys already stored there are loaded first, so a
+  resumed experiment that re-sends steps logged before a crash does not duplicate them.
+* Failures (unusable URI, server down, an exception in ``log_batch``) are reported through
+  ``on_warning`` once per kind, logged, and retried with backoff for a limited time while the
+  points wait in memory (bounded). Nothing is raised to the caller and nothing is printed.
+
+``mlflow`` is imported lazily, in the sink's thread, so importing this module is cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from collections.abc import Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable
+
+from rftui.tracking.redact import redact
+
+__all__ = ["MlflowSink", "default_tracking_uri", "flatten_params", "redact", "mlflow_key"]
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())  # never fall through to logging's stderr "last resort"
+
+# MLflow's documented limits (mlflow.utils.validation in 3.x).
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
+_PERMANENT_ERROR_CODES = frozenset(
+    {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE",
+     "PERMISSION_DENIED", "RESOURCE_ALREADY_EXISTS"}
+)
+_TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
+_STATUS_ALIASES = {
+    "RUNNING": "RUNNING", "SCHEDULED": "SCHEDULED", "FINISHED": "FINISHED",
+    "FAILED": "FAILED", "KILLED": "KILLED",
+    # rftui run states
+    "PENDING": "SCHEDULED", "WAITING": "RUNNING", "COMPLETED": "FINISHED",
+    "STOPPED": "KILLED", "DELETED": "KILLED",
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def default_tracking_uri(workdir: Path | str) -> str:
+    """``sqlite:///<absolute workdir>/mlflow.db`` (four slashes before an absolute POSIX path)."""
+    return "sqlite:///" + Path(workdir).expanduser().resolve().as_posix() + "/mlflow.db"
+
+
+def mlflow_key(name: Any) -> str:
+    """A metric/param/tag name MLflow accepts: disallowed characters become "_", cut to 250."""
+    key = _BAD_KEY_CHARS.sub("_", str(name)).strip() or "_"
+    return key[:MAX_KEY_LENGTH]
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
+        return json.dumps(items, separators=(",", ":"), default=str)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}:{value.__qualname__}"
+    return str(value)
+
+
+def flatten_params(knobs_or_nested: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a nested mapping into MLflow params: ``{"lora": {"r": 8}} -> {"lora.r": "8"}``.
+
+    Lists/tuples become compact JSON (``[8,16]``), sets sorted JSON, an empty mapping ``{}``,
+    dataclass instances are flattened like mappings, callables become ``module:qualname``,
+    everything else ``str(value)``. Keys are made MLflow-legal; values are cut to MLflow's
+    param limit (6000 characters). Secrets are *not* removed here: call :func:`redact` first.
+    """
+    out: dict[str, str] = {}
+    _flatten_into(out, knobs_or_nested, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, str], value: Any, prefix: str) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        if not value and prefix:
+            out[mlflow_key(prefix)] = "{}"
+        for k, v in value.items():
+            _flatten_into(out, v, f"{prefix}.{k}" if prefix else str(k))
+        return
+    out[mlflow_key(prefix or "value")] = _cut(_param_str(value), MAX_PARAM_VAL_LENGTH)
+
+
+def _as_mapping(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return dict(obj)
+
+
+def _tag_dict(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    safe = redact(dict(tags))
+    return {mlflow_key(k): _cut(_param_str(v), MAX_TAG_VAL_LENGTH) for k, v in safe.items()}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return _cut(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 200)
+
+
+def _error_code(exc: BaseException) -> str | None:
+    code = getattr(exc, "error_code", None)
+    return code if isinstance(code, str) else None
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """True when retrying the same request cannot succeed (bad value, run gone or deleted)."""
+    return _error_code(exc) in _PERMANENT_ERROR_CODES
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def _quiet_mlflow_loggers() -> None:
+    """Keep MLflow/alembic from writing to stderr (the TUI owns the terminal): their records
+    propagate to the application's logging configuration instead."""
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = True
+
+
+# ----------------------------------------------------------------------------- state
+
+
+class _Waiter:
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value: str | None = None
+
+    def resolve(self, value: str | None) -> None:
+        self.value = value
+        self.event.set()
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """Worker-thread-only state of one rftui run."""
+
+    run_id: str
+    label: str | None = None          # None until start_run arrives
+    attach_id: str | None = None
+    mlflow_id: str | None = None
+    started: bool = False
+    create_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    waiters: list[_Waiter] = dataclasses.field(default_factory=list)
+    pending_params: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending_status: str | None = None
+    delete_requested: bool = False
+    deleted: bool = False
+    shipped: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    pending: dict[tuple[str, int], tuple[float, int]] = dataclasses.field(default_factory=dict)
+    first_pending_at: float | None = None
+    fail_count: int = 0
+    next_try: float = 0.0
+    failing_since: float | None = None
+
+    def has_control_work(self) -> bool:
+        return bool(
+            (self.label is not None and not self.started)
+            or self.pending_params
+            or self.pending_tags
+            or self.pending_status
+            or (self.delete_requested and not self.deleted)
+        )
+
+
+# ----------------------------------------------------------------------------- the sink
+
+
+class MlflowSink:
+    """Mirror rftui runs into MLflow without ever blocking or failing the caller.
+
+    ``on_warning`` is called (from the sink's thread) at most once per kind of failure with a
+    short human-readable message; exceptions it raises are swallowed. ``flush_interval`` is how
+    long a metric point may wait before it is shipped; ``batch_size`` pending points trigger an
+    immediate ship. Failed requests are retried with exponential backoff starting at
+    ``retry_interval`` seconds; points that could not be shipped for ``retry_window`` seconds,
+    or beyond ``max_pending_points`` in memory, are dropped (with a warning).
+    ``start_run`` waits at most ``start_timeout`` seconds for the MLflow run id.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        on_warning: Callable[[str], None] | None = None,
+        flush_interval: float = 1.0,
+        batch_size: int = 500,
+        *,
+        start_timeout: float = 10.0,
+        retry_interval: float = 1.0,
+        max_retry_interval: float = 30.0,
+        retry_window: float = 300.0,
+        max_pending_points: int = 200_000,
+        artifact_location: str | None = None,
+        quiet_mlflow_logs: bool = True,
+    ) -> None:
+        self.tracking_uri = str(tracking_uri)
+        self.experiment_name = str(experiment_name)
+        self.on_warning = on_warning
+        self.flush_interval = max(0.0, float(flush_interval))
+        self.batch_size = max(1, int(batch_size))
+        self.start_timeout = max(0.0, float(start_timeout))
+        self.retry_interval = max(0.01, float(retry_interval))
+        self.max_retry_interval = max(self.retry_interval, float(max_retry_interval))
+        self.retry_window = max(0.0, float(retry_window))
+        self.max_pending_points = max(1, int(max_pending_points))
+        self.artifact_location = artifact_location
+        self.quiet_mlflow_logs = quiet_mlflow_logs
+
+        # Shared with callers (single assignments / dict item writes only; the GIL suffices).
+        self._mlflow_ids: dict[str, str] = {}
+        self._backend_down = False
+        self._start_wait_ok = True
+        self._closed = False
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+
+        # Worker-thread-only state.
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._init_fail_count = 0
+        self._init_next_try = 0.0
+        self._down_since: float | None = None
+        self._runs: dict[str, _Run] = {}
+        self._pending_total = 0
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
+
+        self._thread = threading.Thread(target=self._loop, name="rftui-mlflow-sink", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API (any thread)
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        label: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any] | None = None,
+        mlflow_run_id: str | None = None,
+    ) -> str | None:
+        """Create (or re-attach to ``mlflow_run_id``) the MLflow run mirroring ``run_id``.
+
+        Params are redacted then flattened. Returns the MLflow run id, or None when tracking is
+        down or did not answer within ``start_timeout`` (the run is then still created in the
+        background as soon as possible; :meth:`mlflow_run_id` reports it later).
+        """
+        if self._closed:
+            return self._mlflow_ids.get(run_id)
+        try:
+            flat = flatten_params(redact(_as_mapping(params)))
+            tag_map = _tag_dict(tags)
+        except Exception as exc:  # a weird params object must not break training
+            self._warn_once("params", f"MLflow params for run {run_id} not usable: {_short(exc)}")
+            flat, tag_map = {}, _tag_dict({"rftui.run_id": run_id})
+        waiter = _Waiter()
+        self._queue.put(("start", str(run_id), str(label), flat, tag_map, mlflow_run_id, waiter))
+        if self._backend_down or not self._start_wait_ok:
+            return self._mlflow_ids.get(run_id)
+        if not waiter.event.wait(self.start_timeout):
+            self._start_wait_ok = False  # later starts don't wait on a slow backend
+            return self._mlflow_ids.get(run_id)
+        return waiter.value
+
+    def mlflow_run_id(self, run_id: str) -> str | None:
+        """The MLflow run id of ``run_id`` once it exists, else None (never blocks)."""
+        return self._mlflow_ids.get(run_id)
+
+    def log_metrics(
+        self, run_id: str, step: int, metrics: Mapping[str, float], timestamp_ms: int | None = None
+    ) -> None:
+        """Queue metric points of one step; never blocks. Non-numeric values are ignored."""
+        if self._closed or not metrics:
+            return
+        ts = int(timestamp_ms) if timestamp_ms is not None else int(time.time() * 1000)
+        self._queue.put(("metrics", str(run_id), int(step), dict(metrics), ts))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Set the MLflow run status: RUNNING | FINISHED | KILLED | FAILED (| SCHEDULED).
+
+        rftui state names (running, waiting, completed, stopped, failed, pending) are accepted
+        too. An unknown status raises ValueError (a programming error, not a backend failure).
+        """
+        mapped = _STATUS_ALIASES.get(str(status).upper())
+        if mapped is None:
+            raise ValueError(f"unknown run status {status!r}; expected one of "
+                             "RUNNING, FINISHED, KILLED, FAILED, SCHEDULED")
+        if not self._closed:
+            self._queue.put(("status", str(run_id), mapped))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set (redacted) tags on the run's MLflow run."""
+        if self._closed or not tags:
+            return
+        self._queue.put(("tags", str(run_id), _tag_dict(tags)))
+
+    def mark_deleted(self, run_id: str) -> None:
+        """Tag ``rftui.deleted=true``, set status KILLED, then delete the MLflow run."""
+        if not self._closed:
+            self._queue.put(("delete", str(run_id)))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed."""
+        if self._closed or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        done.wait(max(0.0, timeout))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush (bounded by ``timeout``) and stop the background thread. Idempotent."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
+        self.flush(timeout)
+        self._closed = True
+        self._queue.put(("stop",))
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the tracking backend is known to be unusable."""
+        return not self._backend_down
+
+    def __enter__(self) -> "MlflowSink":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ warnings
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        with self._warn_lock:
+            first = kind not in self._warned
+            self._warned.add(kind)
+        if not first:
+            log.debug("%s", message)
+            return
+        log.warning("%s", message)
+        if self.on_warning is not None:
+            try:
+                self.on_warning(message)
+            except Exception:  # the callback is the caller's; never let it kill the sink
+                log.exception("on_warning callback failed")
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _loop(self) -> None:
+        try:
+            self._init_backend(time.monotonic())
+            while True:
+                try:
+                    op = self._queue.get(timeout=self._wait_time(time.monotonic()))
+                except queue.Empty:
+                    op = None
+                handled = 0
+                while op is not None:
+                    kind = op[0]
+                    if kind == "stop":
+                        self._cycle(time.monotonic(), force=True)
+                        return
+                    if kind == "flush":
+                        self._cycle(time.monotonic(), force=True)
+                        op[1].set()
+                    else:
+                        self._apply(op)
+                    handled += 1
+                    if handled >= 10_000:  # stay responsive under a flood of points
+                        break
+                    try:
+                        op = self._queue.get_nowait()
+                    except queue.Empty:
+                        op = None
+                self._cycle(time.monotonic(), force=False)
+        except BaseException as exc:  # pragma: no cover - defensive: the sink just goes quiet
+            self._backend_down = True
+            self._warn_once("internal", f"MLflow sink stopped: {_short(exc)}")
+        finally:
+            for run in self._runs.values():
+                for waiter in run.waiters:
+                    waiter.resolve(run.mlflow_id)
+                run.waiters.clear()
+            self._drain_flush_waiters()
+
+    def _drain_flush_waiters(self) -> None:
+        # Release any flush() still waiting once the thread ends.
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if op[0] == "flush":
+                op[1].set()
+            elif op[0] == "start":
+                op[-1].resolve(self._mlflow_ids.get(op[1]))
+
+    def _wait_time(self, now: float) -> float:
+        """Seconds until the next cycle is due (at most 1 s; never a busy loop)."""
+        if self._client is None:
+            wake = self._init_next_try if self._runs else now + 1.0
+        else:
+            wake = now + 1.0
+            for run in self._runs.values():
+                if run.label is None or run.deleted:
+                    continue  # nothing can be shipped for these
+                if run.pending and run.first_pending_at is not None:
+                    due = run.first_pending_at + self.flush_interval
+                    if self._pending_total >= self.batch_size:
+                        due = now
+                    wake = min(wake, max(due, run.next_try))
+                elif run.has_control_work():
+                    wake = min(wake, run.next_try)
+        return min(1.0, max(0.01, wake - now))
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _Run(run_id)
+        return run
+
+    def _apply(self, op: tuple) -> None:
+        kind, run_id = op[0], op[1]
+        run = self._run(run_id)
+        if kind == "metrics":
+            self._add_points(run, op[2], op[3], op[4])
+        elif kind == "start":
+            _, _, label, params, tags, attach_id, waiter = op
+            run.label = label
+            if not run.started:
+                run.attach_id = attach_id or run.attach_id
+                run.create_tags.update(tags)
+            else:
+                run.pending_tags.update(tags)
+            run.pending_params.update(params)
+            run.waiters.append(waiter)
+            if run.started or self._backend_down:
+                waiter.resolve(run.mlflow_id)
+                run.waiters.remove(waiter)
+            run.next_try = 0.0  # a new request deserves a prompt attempt
+        elif run.delete_requested:
+            return  # a deleted run's MLflow record is final: KILLED, tagged, deleted
+        elif kind == "tags":
+            run.pending_tags.update(op[2])
+        elif kind == "status":
+            run.pending_status = op[2]
+        elif kind == "delete":
+            run.delete_requested = True
+            run.pending_tags["rftui.deleted"] = "true"
+            run.pending_status = "KILLED"
+
+    def _add_points(self, run: _Run, step: int, metrics: dict, ts: int) -> None:
+        if run.deleted or run.delete_requested:
+            return
+        for name, value in metrics.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                log.debug("metric %r of run %s is not a number: %r", name, run.run_id, value)
+                continue
+            key = (mlflow_key(name), step)
+            if key in run.shipped:
+                continue
+            if key not in run.pending:
+                if self._pending_total >= self.max_pending_points:
+                    self._warn_once(
+                        "overflow",
+                        f"MLflow is behind: over {self.max_pending_points} metric points "
+                        "waiting; newer points are dropped from MLflow (training is unaffected)",
+                    )
+                    continue
+                self._pending_total += 1
+            if run.first_pending_at is None:
+                run.first_pending_at = time.monotonic()
+            run.pending[key] = (value, ts)
+
+    # ---------------------------------------------------------------- backend
+
+    def _init_backend(self, now: float) -> bool:
+        try:
+            import mlflow  # noqa: F401  (lazy: ~1 s of imports, done off the caller's thread)
+            from mlflow.tracking import MlflowClient
+
+            if self.quiet_mlflow_logs:
+                _quiet_mlflow_loggers()
+            db_path = _sqlite_path(self.tracking_uri)
+            if db_path is not None:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment_id = self._ensure_experiment(client, db_path)
+        except Exception as exc:
+            self._client = None
+            self._backend_down = True
+            if self._down_since is None:
+                self._down_since = now
+            self._init_fail_count += 1
+            self._init_next_try = now + self._backoff(self._init_fail_count)
+            self._warn_once(
+                "backend",
+                f"MLflow tracking unavailable at {self.tracking_uri} ({_short(exc)}); "
+                "training continues, MLflow logging is retried",
+            )
+            for run in self._runs.values():
+                for waiter in run.waiters:
+                    waiter.resolve(None)
+                run.waiters.clear()
+            return False
+        if self._init_fail_count:
+            log.info("MLflow tracking at %s is reachable again", self.tracking_uri)
+        self._client = client
+        self._experiment_id = experiment_id
+        self._backend_down = False
+        self._down_since = None
+        self._init_fail_count = 0
+        return True
+
+    def _ensure_experiment(self, client: Any, db_path: Path | None) -> str:
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            location = self.artifact_location
+            if location is None and db_path is not None:
+                safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.experiment_name) or "experiment"
+                location = (db_path.parent.resolve() / "mlartifacts" / safe).as_uri()
+            try:
+                return client.create_experiment(self.experiment_name, artifact_location=location)
+            except Exception as exc:  # created meanwhile by another sink/process
+                if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.max_retry_interval, self.retry_interval * (2 ** max(0, failures - 1)))
+
+    # ---------------------------------------------------------------- shipping
+
+    def _cycle(self, now: float, *, force: bool) -> None:
+        if self._client is None:
+            if not self._runs:
+                return
+            if force or now >= self._init_next_try:
+                self._init_backend(now)
+            if self._client is None:
+                self._expire_all(now)
+                return
+        total_due = force or self._pending_total >= self.batch_size
+        for run in list(self._runs.values()):
+            if run.deleted:
+                continue
+            if not force and now < run.next_try:
+                continue
+            metrics_due = total_due or (
+                run.first_pending_at is not None and now - run.first_pending_at >= self.flush_interval
+            )
+            if not (metrics_due and run.pending) and not run.has_control_work():
+                continue
+            try:
+                self._reconcile(run)
+            except Exception as exc:
+                self._run_failed(run, exc, now)
+            else:
+                run.fail_count = 0
+                run.failing_since = None
+                run.next_try = 0.0
+
+    def _reconcile(self, run: _Run) -> None:
+        """Bring one run's MLflow record up to date; raises on the first failed request."""
+        if run.label is None:
+            return  # start_run not called yet: keep the points until it is
+        client = self._client
+        if not run.started:
+            self._stage = "start"
+            self._start_in_mlflow(run)
+        mid = run.mlflow_id
+        if run.pending_params:
+            self._stage = "params"
+            from mlflow.entities import Param
+
+            items = list(run.pending_params.items())
+            for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+                chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
+                self._guarded(run, "params", lambda: client.log_batch(
+                    mid, params=[Param(k, v) for k, v in chunk], synchronous=True))
+                for k, _ in chunk:
+                    run.pending_params.pop(k, None)
+        if run.pending:
+            self._stage = "metrics"
+            self._ship_metrics(run)
+        if run.pending_tags:
+            self._stage = "tags"
+            from mlflow.entities import RunTag
+
+            items = list(run.pending_tags.items())
+            for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+                chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
+                self._guarded(run, "tags", lambda: client.log_batch(
+                    mid, tags=[RunTag(k, v) for k, v in chunk], synchronous=True))
+                for k, v in chunk:
+                    if run.pending_tags.get(k) == v:
+                        del run.pending_tags[k]
+        if run.pending_status:
+            self._stage = "status"
+            status = run.pending_status
+            if status in _TERMINAL_STATUSES:
+                self._guarded(run, "status", lambda: client.set_terminated(mid, status))
+            else:
+                self._guarded(run, "status", lambda: client.update_run(mid, status=status))
+            if run.pending_status == status:
+                run.pending_status = None
+        if run.delete_requested and not run.deleted:
+            self._stage = "delete"
+            self._guarded(run, "delete", lambda: client.delete_run(mid))
+            run.deleted = True
+            self._drop_pending(run)
+
+    def _guarded(self, run: _Run, what: str, call: Callable[[], Any]) -> bool:
+        """Run one request. A permanent rejection (bad value, run gone) is warned about and
+        treated as done; anything else propagates so the run is retried later."""
+        try:
+            call()
+            return True
+        except Exception as exc:
+            if not _is_permanent(exc):
+                raise
+            self._warn_once(
+                f"rejected-{what}",
+                f"MLflow rejected {what} of run {run.run_id} ({_short(exc)}); skipped",
+            )
+            return False
+
+    def _start_in_mlflow(self, run: _Run) -> None:
+        client = self._client
+        existing_params: dict[str, str] = {}
+        found = None
+        if run.attach_id:
+            try:
+                found = client.get_run(run.attach_id)
+            except Exception as exc:
+                if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                self._warn_once(
+                    "reattach",
+                    f"MLflow run {run.attach_id} of run {run.run_id} not found; "
+                    "logging to a new MLflow run",
+                )
+        if found is not None:
+            mid = found.info.run_id
+            if found.info.lifecycle_stage == "deleted" and not run.delete_requested:
+                client.restore_run(mid)
+            shipped: set[tuple[str, int]] = set()
+            for name in found.data.metrics:
+                shipped.update((name, int(m.step)) for m in client.get_metric_history(mid, name))
+            existing_params = dict(found.data.params)
+            if run.label and found.info.run_name != run.label:
+                client.update_run(mid, name=run.label)
+            run.pending_tags = {**run.create_tags, **run.pending_tags}
+            # Only now that everything was read do we commit to this run.
+            run.shipped |= shipped
+            for key in [k for k in run.pending if k in run.shipped]:
+                del run.pending[key]
+                self._pending_total -= 1
+            if not run.pending:
+                run.first_pending_at = None
+        else:
+            created = client.create_run(
+                self._experiment_id, run_name=run.label, tags=dict(run.create_tags)
+            )
+            mid = created.info.run_id
+        run.mlflow_id = mid
+        run.started = True
+        self._mlflow_ids[run.run_id] = mid
+        self._start_wait_ok = True
+        for key, value in list(run.pending_params.items()):
+            if key in existing_params:
+                if existing_params[key] != value:
+                    log.debug("param %s of run %s changed (%r -> %r); MLflow keeps the first",
+                              key, run.run_id, existing_params[key], value)
+                del run.pending_params[key]
+        for waiter in run.waiters:
+            waiter.resolve(mid)
+        run.waiters.clear()
+
+    def _ship_metrics(self, run: _Run) -> None:
+        from mlflow.entities import Metric
+
+        limit = min(self.batch_size, MAX_METRICS_PER_BATCH)
+        while run.pending:
+            chunk = list(islice(run.pending.items(), limit))
+            batch = [Metric(name, value, ts, step) for (name, step), (value, ts) in chunk]
+            self._guarded(run, "metrics", lambda: self._client.log_batch(
+                run.mlflow_id, metrics=batch, synchronous=True))
+            for key, _ in chunk:  # shipped, or permanently rejected: either way not again
+                del run.pending[key]
+                run.shipped.add(key)
+            self._pending_total -= len(chunk)
+        run.first_pending_at = None
+
+    def _drop_pending(self, run: _Run) -> int:
+        dropped = len(run.pending)
+        run.pending.clear()
+        run.first_pending_at = None
+        self._pending_total -= dropped
+        return dropped
+
+    def _run_failed(self, run: _Run, exc: Exception, now: float) -> None:
+        stage = getattr(self, "_stage", "metrics")
+        run.fail_count += 1
+        run.next_try = now + self._backoff(run.fail_count)
+        if run.failing_since is None:
+            run.failing_since = now
+        self._warn_once(
+            stage,
+            f"MLflow {stage} failed for run {run.run_id} ({_short(exc)}); training continues, "
+            "retrying",
+        )
+        if not run.started:
+            for waiter in run.waiters:
+                waiter.resolve(None)
+            run.waiters.clear()
+        if now - run.failing_since >= self.retry_window and run.pending:
+            n = self._drop_pending(run)
+            self._warn_once(
+                "dropped",
+                f"MLflow unreachable for {self.retry_window:.0f}s: dropped {n} metric points "
+                f"of run {run.run_id} (they remain in the experiment's state.db)",
+            )
+            run.failing_since = now
+
+    def _expire_all(self, now: float) -> None:
+        if self._down_since is None or now - self._down_since < self.retry_window:
+            return
+        n = sum(self._drop_pending(run) for run in self._runs.values())
+        if n:
+            self._warn_once(
+                "dropped",
+                f"MLflow unreachable for {self.retry_window:.0f}s: dropped {n} metric points "
+                "(they remain in the experiment's state.db)",
+            )
+        self._down_since = now
