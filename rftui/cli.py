@@ -42,6 +42,78 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_rows(spec):
+    from rftui.data.sources import load_rows
+
+    base = Path(spec.data.base_dir)
+    train = load_rows(spec.data.train, base)
+    evals = load_rows(spec.data.eval, base) if spec.data.eval else None
+    return train, evals
+
+
+def _drive(exp, spec, store, args, first_events=()) -> int:
+    from rftui.engine.assemble import make_controller
+    from rftui.headless import run_headless
+
+    controller = make_controller(exp, spec, store, workers=args.workers, device=args.device,
+                                 tracking_uri=args.tracking_uri, tracking=not args.no_tracking)
+    events = list(first_events) + controller.start()
+    if not args.no_ui and not args.json:
+        print("rftui: the terminal UI is not part of this build yet; running headless", file=sys.stderr)
+    return run_headless(controller, json_lines=args.json, first_events=events)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rftui.config.yaml_config import load_experiment_file
+    from rftui.engine.setup import create_experiment
+
+    spec = load_experiment_file(_config_path(args.config))
+    overrides = {k: v for k, v in (("workdir", args.workdir), ("name", args.name),
+                                   ("tracking_uri", args.tracking_uri)) if v}
+    spec = replace(spec, **overrides)
+    train, evals = _load_rows(spec)
+    exp, spec, store = create_experiment(spec, train, evals, new=args.new)
+    return _drive(exp, spec, store, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from rftui.engine.setup import open_experiment
+
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    if store.get_meta("status") == "finished":
+        print(f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)")
+        return 0
+    lost = store.mark_running_quanta_lost()
+    for row in store.list_runs():
+        store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
+    if lost:
+        print(f"rftui: {lost} quantum(s) were cut short; they restart from their last checkpoint", file=sys.stderr)
+    return _drive(exp, spec, store, args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rftui.engine.setup import open_experiment
+    from rftui.report import failure_reasons, leaderboard_text, show_data
+
+    exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
+    data = show_data(exp, store)
+    print(json.dumps(data, indent=2) if args.json else leaderboard_text(data, failure_reasons(store)))
+    return 0
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-ui", action="store_true", help="plain progress output instead of the terminal UI")
+    parser.add_argument("--json", action="store_true", help="print JSON-lines events (implies --no-ui)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="CPU worker processes (default 1; on CUDA: one per GPU)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    parser.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///<workdir>/mlflow.db)")
+    parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rftui",
@@ -53,12 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("config", help="experiment YAML file (or a bundled sample name)")
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="create an experiment from a config and train it")
+    run.add_argument("config", help="experiment YAML file (or a bundled sample name)")
+    run.add_argument("--name", help="experiment name (default: the config's name)")
+    run.add_argument("--new", action="store_true", help="if the name is taken, create name-2, name-3, ...")
+    _engine_options(run)
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted experiment from its checkpoints")
+    resume.add_argument("experiment", help="experiment name (or its directory)")
+    _engine_options(resume)
+    resume.set_defaults(func=cmd_resume)
+
+    show = sub.add_parser("show", help="print an experiment's leaderboard")
+    show.add_argument("experiment", help="experiment name (or its directory)")
+    show.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=cmd_show)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        parser.error("--workers must be at least 1")
     try:
         return args.func(args)
     except RftuiError as exc:

@@ -156,6 +156,19 @@ def test_sigkilled_worker_is_noticed_within_two_seconds_and_restarted(tmp_path):
     assert "restarting worker 1" in log_text and log_text.count("==== worker 1 started") == 2
 
 
+def test_fake_crash_with_marker_dir_happens_once_so_a_retry_succeeds(tmp_path):
+    markers = tmp_path / "markers"
+    with make_pool(tmp_path, num_workers=1, crash_at=[("a", 2, "exit")], crash_marker_dir=str(markers)) as pool:
+        pool.send(0, quantum(tmp_path, "a", 0, 3))
+        events = collect(pool, lambda ev: bool(pool.dead_workers()))
+        assert pool.dead_workers() == [0] and "exited with code 3" in pool.exit_reason(0)
+        assert [e.step for e in of_type(events, StepLogged)] == [1]  # sent before dying, still delivered
+        pool.restart_worker(0)
+        pool.send(0, quantum(tmp_path, "a", 0, 3))
+        done = of_type(collect(pool, count(QuantumDone, 1)), QuantumDone)[0]
+    assert done.steps_done == 3 and (markers / "crash-a-2").exists()
+
+
 def test_backend_exception_fails_the_run_and_worker_keeps_serving(tmp_path):
     crash_at = [("bad", 3, "raise"), ("big", 2, "oom")]
     with make_pool(tmp_path, num_workers=1, crash_at=crash_at) as pool:
@@ -206,6 +219,50 @@ def test_shutdown_stops_running_quanta_and_leaves_no_worker_processes(tmp_path):
         assert pid not in children
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert pool.shutdown() == []  # idempotent
+
+
+def test_shutdown_answers_quanta_still_queued_behind_the_running_one(tmp_path):
+    pool = make_pool(tmp_path, num_workers=1, step_seconds=0.05).start()
+    pool.send(0, quantum(tmp_path, "a", 0, 1000))
+    pool.send(0, quantum(tmp_path, "b", 0, 10))
+    collect(pool, count(StepLogged, 1))
+    events = pool.shutdown(timeout=10)
+    done = {e.run_id: e for _, e in events if isinstance(e, QuantumDone)}
+    assert done["a"].preempted == "shutdown" and 1 <= done["a"].steps_done < 1000
+    assert (done["b"].preempted, done["b"].steps_done, done["b"].completed) == ("shutdown", 0, False)
+
+
+def test_command_the_worker_cannot_unpickle_fails_only_that_run(tmp_path, monkeypatch):
+    with make_pool(tmp_path, num_workers=1) as pool:
+        collect(pool, count(WorkerReady, 1))
+        # a hook from a module the worker cannot import (its path was added after the start)
+        (tmp_path / "late_hooks.py").write_text("def fmt(row):\n    return str(row)\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import late_hooks
+
+        run = RunSpec(run_id="h", label="h", model_name="fake", training={}, lora=None, formatting_func=late_hooks.fmt)
+        bad = TrainQuantum(run=run, chunk=0, num_chunks=1, start_step=0, end_step=2, total_steps=2,
+                           train_path="x", eval_path=None, checkpoint_root=str(tmp_path / "ck"),
+                           adapters_root=str(tmp_path / "ad"))
+        pool.send(0, bad)
+        pool.send(0, quantum(tmp_path, "fine", 0, 2))
+        events = collect(pool, lambda ev: of_type(ev, RunFailed) and of_type(ev, QuantumDone))
+    failed = of_type(events, RunFailed)[0]
+    assert failed.run_id == "h" and "late_hooks" in failed.reason
+    assert failed.reason.startswith("could not read a command in the worker: ModuleNotFoundError")
+    assert of_type(events, QuantumDone)[0].run_id == "fine"
+
+
+def test_backend_that_cannot_start_fails_each_run_with_the_reason(tmp_path):
+    pool = WorkerPool(1, ["cpu"], tmp_path / "logs", backend_spec="rftui.engine.no_such_module:Backend",
+                      backend_options={"num_threads": 1}, preload=())
+    with pool:
+        pool.send(0, quantum(tmp_path, "a", 0, 2))
+        events = collect(pool, count(RunFailed, 1))
+        assert pool.is_alive(0)
+    warning = of_type(events, WorkerWarning)[0].message
+    assert "rftui.engine.no_such_module:Backend failed to start: ModuleNotFoundError" in warning
+    assert of_type(events, RunFailed)[0].reason == warning
 
 
 def test_worker_exits_quietly_when_controller_disappears(tmp_path):

@@ -5,6 +5,7 @@ same way and renders the events `step()` returns.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -44,8 +45,13 @@ class Controller:
         self._wake_lock = threading.Lock()
         self._last_ops_poll = 0.0
         self._points: list[tuple] = []
+        self._warnings: collections.deque[str] = collections.deque()
         for row in store.list_runs():
             self._register(RunRecord.from_store(row))
+
+    def warn(self, message: str) -> None:
+        """Thread-safe: report a warning (e.g. from the tracking thread) as an EngineWarning."""
+        self._warnings.append(message)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,6 +112,11 @@ class Controller:
             self.pool.shutdown()
         if self.sink is not None:
             self.sink.flush()
+            for rec in self.runs.values():  # a slow tracking start may have finished in the background
+                known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
+                mlflow_id = self.sink.mlflow_run_id(rec.run_id)
+                if mlflow_id and not known:
+                    self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
             self.sink.close()
 
     # ------------------------------------------------------------------ the loop
@@ -128,6 +139,8 @@ class Controller:
             self._last_ops_poll = time.monotonic()
             out += self._serve_store_ops()
         self._flush_points()
+        while self._warnings:
+            out.append(ev.EngineWarning(self._warnings.popleft()))
         if self.finished and not self._finished_reported and not self.stopping:
             self._finished_reported = True
             self.store.set_meta("status", "finished")
@@ -252,7 +265,7 @@ class Controller:
         if self.sink is not None:
             self.sink.mark_deleted(rec.run_id)
         if self.pool is not None:
-            for worker_id in self.pool.worker_ids():
+            for worker_id in range(self.pool.num_workers):
                 self.pool.send(worker_id, DropRun(rec.run_id))
 
     def _on_run_failed(self, worker_id: int, failed: RunFailed) -> list[Any]:

@@ -180,7 +180,7 @@ class WorkerPool:
         slot = self._slots[worker_id]
         old = slot.process
         if old is not None:
-            self._drain(slot)
+            self._backlog.extend(self._drain(slot))
             if old.exitcode is None:
                 self._stop_process(old, grace=0.5)
             exitcode, old_pid = old.exitcode, old.pid
@@ -256,7 +256,7 @@ class WorkerPool:
             return False
         return True
 
-    def poll_events(self, timeout: float, extra: Iterable[Any] = ()) -> tuple[list[tuple[int, Any]], list[Any]]:
+    def poll_events(self, timeout: float | None, extra: Iterable[Any] = ()) -> tuple[list[tuple[int, Any]], list[Any]]:
         """Wait up to `timeout` s for worker events, worker deaths or any `extra` waitable.
 
         Returns ([(worker_id, event), ...], [ready extra objects]); everything already readable
@@ -275,10 +275,12 @@ class WorkerPool:
         waitables = [*by_conn, *by_sentinel, *extra]
         if events:
             timeout = 0.0
+        elif timeout is not None:
+            timeout = max(0.0, timeout)
         if waitables:
-            ready = wait(waitables, timeout=max(0.0, timeout))
+            ready = wait(waitables, timeout=timeout)
         else:
-            time.sleep(max(0.0, timeout))
+            time.sleep(timeout if timeout is not None else 0.1)
             ready = []
         for conn, slot in by_conn.items():
             if conn in ready:
@@ -321,6 +323,9 @@ class WorkerPool:
     def is_alive(self, worker_id: int) -> bool:
         process = self._slots[worker_id].process
         return process is not None and process.exitcode is None
+
+    def worker_ids(self) -> list[int]:
+        return [s.worker_id for s in self._slots]
 
     def worker_pids(self) -> dict[int, int | None]:
         return {s.worker_id: (s.process.pid if s.process is not None else None) for s in self._slots}

@@ -1,8 +1,9 @@
 """The worker process: serves TrainQuantum / Preempt / DropRun / Shutdown commands from one pipe.
 
-Wire format (both directions): one pickle per `send_bytes` message. Commands are written
-with cloudpickle so that hooks defined in a user's `__main__` travel by value; events are
-written with plain pickle (cloudpickle when that fails). Both are read with `pickle.loads`.
+Wire format: one pickle per `send_bytes` message. A command travels as the envelope
+`(run_id, cloudpickle bytes)`, so hooks defined in a user's `__main__` travel by value and a
+payload the worker cannot unpickle still fails the right run. Events are written with plain
+pickle (cloudpickle when that fails). Everything is read with `pickle.loads`.
 This module imports nothing heavy at import time: it is preloaded into the forkserver.
 """
 from __future__ import annotations

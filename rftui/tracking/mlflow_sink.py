@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import queue
 import re
 import threading
@@ -208,7 +207,7 @@ class _Run:
 
     def has_control_work(self) -> bool:
         return bool(
-            (self.label is not None and not self.started)
+            ((self.label is not None or self.attach_id is not None) and not self.started)
             or self.pending_params
             or self.pending_tags
             or self.pending_status
@@ -328,29 +327,34 @@ class MlflowSink:
         ts = int(timestamp_ms) if timestamp_ms is not None else int(time.time() * 1000)
         self._queue.put(("metrics", str(run_id), int(step), dict(metrics), ts))
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(self, run_id: str, status: str, *, mlflow_run_id: str | None = None) -> None:
         """Set the MLflow run status: RUNNING | FINISHED | KILLED | FAILED (| SCHEDULED).
 
         rftui state names (running, waiting, completed, stopped, failed, pending) are accepted
         too. An unknown status raises ValueError (a programming error, not a backend failure).
+        ``mlflow_run_id`` (here, in :meth:`set_tags` and :meth:`mark_deleted`) names the MLflow
+        run of a run that was not started with :meth:`start_run` in this process (e.g. a
+        stopped run after ``rftui resume``); it is ignored for runs the sink already knows.
         """
         mapped = _STATUS_ALIASES.get(str(status).upper())
         if mapped is None:
             raise ValueError(f"unknown run status {status!r}; expected one of "
                              "RUNNING, FINISHED, KILLED, FAILED, SCHEDULED")
         if not self._closed:
-            self._queue.put(("status", str(run_id), mapped))
+            self._queue.put(("status", str(run_id), mapped, mlflow_run_id))
 
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+    def set_tags(
+        self, run_id: str, tags: Mapping[str, Any], *, mlflow_run_id: str | None = None
+    ) -> None:
         """Set (redacted) tags on the run's MLflow run."""
         if self._closed or not tags:
             return
-        self._queue.put(("tags", str(run_id), _tag_dict(tags)))
+        self._queue.put(("tags", str(run_id), _tag_dict(tags), mlflow_run_id))
 
-    def mark_deleted(self, run_id: str) -> None:
+    def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None) -> None:
         """Tag ``rftui.deleted=true``, set status KILLED, then delete the MLflow run."""
         if not self._closed:
-            self._queue.put(("delete", str(run_id)))
+            self._queue.put(("delete", str(run_id), mlflow_run_id))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed."""
@@ -455,7 +459,7 @@ class MlflowSink:
         else:
             wake = now + 1.0
             for run in self._runs.values():
-                if run.label is None or run.deleted:
+                if (run.label is None and run.attach_id is None) or run.deleted:
                     continue  # nothing can be shipped for these
                 if run.pending and run.first_pending_at is not None:
                     due = run.first_pending_at + self.flush_interval
@@ -477,7 +481,8 @@ class MlflowSink:
         run = self._run(run_id)
         if kind == "metrics":
             self._add_points(run, op[2], op[3], op[4])
-        elif kind == "start":
+            return
+        if kind == "start":
             _, _, label, params, tags, attach_id, waiter = op
             run.label = label
             if not run.started:
@@ -486,14 +491,18 @@ class MlflowSink:
             else:
                 run.pending_tags.update(tags)
             run.pending_params.update(params)
-            run.waiters.append(waiter)
             if run.started or self._backend_down:
                 waiter.resolve(run.mlflow_id)
-                run.waiters.remove(waiter)
+            else:
+                run.waiters.append(waiter)
             run.next_try = 0.0  # a new request deserves a prompt attempt
-        elif run.delete_requested:
+            return
+        if run.delete_requested:
             return  # a deleted run's MLflow record is final: KILLED, tagged, deleted
-        elif kind == "tags":
+        adopt_id = op[-1]
+        if adopt_id and run.label is None and not run.started:
+            run.attach_id = run.attach_id or adopt_id  # a run not started in this process
+        if kind == "tags":
             run.pending_tags.update(op[2])
         elif kind == "status":
             run.pending_status = op[2]
@@ -622,12 +631,14 @@ class MlflowSink:
 
     def _reconcile(self, run: _Run) -> None:
         """Bring one run's MLflow record up to date; raises on the first failed request."""
-        if run.label is None:
+        if run.label is None and run.attach_id is None:
             return  # start_run not called yet: keep the points until it is
         client = self._client
         if not run.started:
             self._stage = "start"
             self._start_in_mlflow(run)
+            if not run.started:
+                return
         mid = run.mlflow_id
         if run.pending_params:
             self._stage = "params"
@@ -697,13 +708,14 @@ class MlflowSink:
                     raise
                 self._warn_once(
                     "reattach",
-                    f"MLflow run {run.attach_id} of run {run.run_id} not found; "
-                    "logging to a new MLflow run",
+                    f"MLflow run {run.attach_id} of run {run.run_id} not found"
+                    + ("; logging to a new MLflow run" if run.label is not None else ""),
                 )
         if found is not None:
             mid = found.info.run_id
-            if found.info.lifecycle_stage == "deleted" and not run.delete_requested:
-                client.restore_run(mid)
+            if (found.info.lifecycle_stage == "deleted" and run.label is not None
+                    and not run.delete_requested):
+                client.restore_run(mid)  # a live rftui run is shown, even if hidden in MLflow
             shipped: set[tuple[str, int]] = set()
             for name in found.data.metrics:
                 shipped.update((name, int(m.step)) for m in client.get_metric_history(mid, name))
@@ -718,6 +730,11 @@ class MlflowSink:
                 self._pending_total -= 1
             if not run.pending:
                 run.first_pending_at = None
+        elif run.label is None:
+            # Adopted only for a status/tag/delete and the MLflow run is gone: nothing to do.
+            run.deleted = True
+            self._drop_pending(run)
+            return
         else:
             created = client.create_run(
                 self._experiment_id, run_name=run.label, tags=dict(run.create_tags)

@@ -90,7 +90,6 @@ RECIPE: dict[str, Any] = {
     "min_lr_ratio": 0.1,
     "weight_decay": 0.01,
     "grad_clip": 1.0,
-    "pretrain_format": "chat",
     "system_prompt": SYSTEM_PROMPT,
     "chat_template": CHAT_TEMPLATE,
 }
@@ -174,9 +173,16 @@ def ensure_builtin(name: str, progress: Callable[[str], None] | None = None) -> 
     if _is_complete(final):
         return final
 
-    final.parent.mkdir(parents=True, exist_ok=True)
     lock_path = final.parent / f".{final.name}.lock"
-    with open(lock_path, "a+") as lock_file:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(lock_path, "a+")
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Cannot build the built-in model {name!r}: its cache folder {str(final.parent)!r} is not "
+            f"writable ({exc.strerror or exc}). Point RFTUI_CACHE at a writable folder."
+        ) from exc
+    with lock_file:
         try:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -187,8 +193,12 @@ def ensure_builtin(name: str, progress: Callable[[str], None] | None = None) -> 
                 return final
             if final.exists():  # a leftover without its marker: never a finished build
                 shutil.rmtree(final, ignore_errors=True)
+            for stale in final.parent.glob(f".{final.name}.tmp-*"):  # from a builder that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            report(f"building {name} (first use only)")
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
             try:
+                os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
                 _build(tmp, corpus, report)
                 os.replace(tmp, final)
             except BaseException:
@@ -270,21 +280,39 @@ def _wrap_tokenizer(backend):
     return tokenizer
 
 
+@contextlib.contextmanager
+def _tokenizers_serial():
+    """Keep the `tokenizers` library off its thread pool while building.
+
+    Once it has used parallelism, a later fork (worker processes) makes it print a warning to
+    stderr and disable itself; building serially keeps the process fork-clean. The result is the
+    same either way (the build is deterministic).
+    """
+    var = "TOKENIZERS_PARALLELISM"
+    old = os.environ.get(var)
+    os.environ[var] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
+
+
 def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
     import torch
 
     t0 = time.perf_counter()
     rows = _corpus_rows(corpus)
     system = RECIPE["system_prompt"]
-    if RECIPE["pretrain_format"] == "chat":
-        texts = [_render(system, q, a) for q, a in rows]
-    else:  # plain documents: the chat markers are left for fine-tuning to learn
-        texts = [f"{t}{END_TOKEN}" for q, a in rows for t in (q, a)]
+    texts = [_render(system, q, a) for q, a in rows]
 
     report(f"training tokenizer on {len(rows)} corpus rows")
-    backend = _train_tokenizer([t for q, a in rows for t in (q, a)] + [system])
-    tokenizer = _wrap_tokenizer(backend)
-    ids = [enc.ids for enc in backend.encode_batch(texts)]
+    with _tokenizers_serial():
+        backend = _train_tokenizer([t for q, a in rows for t in (q, a)] + [system])
+        tokenizer = _wrap_tokenizer(backend)
+        ids = [backend.encode(text).ids for text in texts]
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)

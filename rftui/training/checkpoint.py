@@ -251,8 +251,9 @@ def _prune(base: Path, keep_step: int) -> None:
                 continue
         elif entry.name.startswith((".tmp-", ".old-")) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)  # leftovers of a crash mid-write
-    steps.sort()
-    keep = {s for s, _ in steps[-KEEP:]} | {keep_step}
+    # Keep the step `latest` points at and the KEEP-1 before it; steps after it belong to an abandoned attempt.
+    older = sorted(s for s, _ in steps if s < keep_step)
+    keep = {keep_step, *older[len(older) - (KEEP - 1):]} if KEEP > 1 else {keep_step}
     for step, entry in steps:
         if step not in keep:
             shutil.rmtree(entry, ignore_errors=True)

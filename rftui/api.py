@@ -1,0 +1,129 @@
+"""The Python API RapidFire users already write: Experiment(...).run_fit(...), get_results(), end()."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rftui.config.expand import expand
+from rftui.config.experiment import DEFAULT_WORKDIR, ExperimentSpec
+from rftui.config.knobs import RFGridSearch, RFRandomSearch
+from rftui.config.problems import ConfigError
+from rftui.config.validate import validate_search
+from rftui.engine.layout import ExperimentDir
+from rftui.errors import ExperimentError
+
+
+class Experiment:
+    """A named experiment in `workdir` (default ./rftui-runs)."""
+
+    def __init__(self, experiment_name: str, mode: str = "fit", workdir: str | Path | None = None):
+        if mode != "fit":
+            raise ExperimentError(f"mode {mode!r} is not supported; use mode='fit'")
+        self.name = experiment_name
+        self.workdir = Path(workdir or DEFAULT_WORKDIR).expanduser().resolve()
+        self.exp: ExperimentDir | None = None
+        self.controller = None
+        existing = ExperimentDir.of(self.workdir, experiment_name)
+        if existing.exists():
+            self.exp = existing
+
+    # ------------------------------------------------------------------ training
+
+    def run_fit(self, config_group: Any, create_model_fn: Callable[[dict], tuple] | None, train_dataset: Any,
+                eval_dataset: Any = None, num_chunks: int = 4, seed: int = 42, *, workers: int = 1,
+                device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:
+        """Train every config of the group concurrently in `num_chunks` chunks (blocks until done)."""
+        from rftui.data.sources import rows_from_dataset
+        from rftui.engine.setup import create_experiment
+
+        problems = validate_search(config_group)
+        if problems:
+            raise ConfigError(problems)
+        runs = expand(config_group)
+        trainer = config_group.trainer_type if isinstance(config_group, (RFGridSearch, RFRandomSearch)) else "SFT"
+        spec = ExperimentSpec(name=self.name, runs=tuple(runs), num_chunks=int(num_chunks), seed=int(seed),
+                              trainer_type=trainer, workdir=str(self.workdir), tracking_uri=tracking_uri,
+                              create_model=create_model_fn)
+        train_rows = rows_from_dataset(train_dataset, "train_dataset")
+        eval_rows = rows_from_dataset(eval_dataset, "eval_dataset") if eval_dataset is not None else None
+        self.exp, spec, store = create_experiment(spec, train_rows, eval_rows, new=True)
+        self.name = self.exp.name
+        self._drive(spec, store, {r.run_id: r for r in spec.runs}, create_model_fn, workers, device,
+                    tracking_uri, quiet)
+
+    def _drive(self, spec, store, live_specs, create_model_fn, workers, device, tracking_uri, quiet) -> None:
+        from rftui.engine.assemble import make_controller
+        from rftui.headless import HeadlessView
+
+        controller = make_controller(self.exp, spec, store, workers=workers, device=device,
+                                     tracking_uri=tracking_uri, create_model=create_model_fn,
+                                     live_specs=live_specs)
+        self.controller = controller
+        view = None if quiet else HeadlessView(controller, sys.stdout, json_lines=False, tty=False)
+        try:
+            events = controller.start()
+            while not controller.finished:
+                events += controller.step(0.25)
+                if view is not None:
+                    view.render(events)
+                events = []
+        except KeyboardInterrupt:
+            controller.begin_shutdown()
+            while not controller.finished:
+                controller.step(0.25)
+            raise
+        finally:
+            controller.close()
+            self.controller = None
+        if view is not None:
+            view.finish()
+
+    # ------------------------------------------------------------------ results
+
+    def _store(self):
+        from rftui.engine.store import Store
+
+        if self.exp is None or not self.exp.exists():
+            raise ExperimentError(f"experiment {self.name!r} has no results yet; call run_fit first")
+        return Store.open(self.exp.state_db, readonly=True)
+
+    def get_results(self):
+        """Per-step metrics as a pandas DataFrame: run_id, label, step, then one column per metric."""
+        import pandas as pd
+
+        store = self._store()
+        labels = {row["run_id"]: row["label"] for row in store.list_runs()}
+        points = store.all_metrics()
+        store.close()
+        if not points:
+            return pd.DataFrame(columns=["run_id", "label", "step"])
+        frame = pd.DataFrame(points)
+        table = frame.pivot_table(index=["run_id", "step"], columns="name", values="value", aggfunc="last")
+        table = table.reset_index()
+        table.insert(1, "label", table["run_id"].map(labels))
+        table.columns.name = None
+        return table.sort_values(["run_id", "step"], key=lambda c: c.map(_run_order) if c.name == "run_id" else c,
+                                 ignore_index=True)
+
+    def get_runs_info(self):
+        """One row per run: id, label, status, progress, parent, warm start and last metrics."""
+        import pandas as pd
+
+        from rftui.report import show_data
+
+        store = self._store()
+        data = show_data(self.exp, store)
+        store.close()
+        rows = [{**{k: v for k, v in run.items() if k != "metrics"}, **run["metrics"]} for run in data["runs"]]
+        return pd.DataFrame(rows)
+
+    def end(self) -> None:
+        """Finish the experiment: stop anything still running (checkpointed) and release resources."""
+        if self.controller is not None:
+            self.controller.begin_shutdown()
+
+
+def _run_order(run_id: str) -> int:
+    digits = run_id.lstrip("r")
+    return int(digits) if digits.isdigit() else sys.maxsize

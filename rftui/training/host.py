@@ -1,0 +1,514 @@
+"""TrainingHost: lives inside a worker process and trains many runs, one quantum at a time, as LoRA adapters on
+shared resident base models (full fine-tuning runs get their own model copy)."""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import re
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from rftui.config.runspec import RunSpec, hook_name
+from rftui.engine.messages import EvalDone, QuantumDone, QuantumStarted, StepLogged, TrainQuantum, WorkerWarning
+from rftui.errors import ModelLoadError, OpRefused, RftuiError
+from rftui.training.checkpoint import CheckpointData, CheckpointError, load_checkpoint, save_checkpoint
+from rftui.training.evaluation import eval_loss, generate_predictions
+from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
+from rftui.training.metrics import generation_metrics
+from rftui.training.run_state import (
+    LogSchedule, RunState, capture_checkpoint, capture_rng, load_optimizer_state, load_weights, lora_signature,
+    preserved_rng, restore_rng, restore_run,
+)
+from rftui.training.sft_setup import PreparedDataCache, build_sft_config, build_trainer, seed_train_sampler
+
+ModelLoader = Callable[..., tuple[Any, Any]]
+
+
+@dataclass
+class ResidentBase:
+    """A base model kept in memory with its tokenizer; LoRA runs are adapters on `peft` (created lazily)."""
+
+    key: tuple
+    model: Any
+    tokenizer: Any
+    peft: Any = None
+    fused_forward: Any = None       # TRL's fused-LM-head forward, patched once per base
+    runs: set[str] = field(default_factory=set)
+
+
+def _default_loader(name: str, model_kwargs: dict | None = None, tokenizer_name: str | None = None):
+    from rftui.training.builtin_model import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(name, model_kwargs=model_kwargs, tokenizer_name=tokenizer_name)
+
+
+class TrainingHost:
+    """Trains runs quantum by quantum; a run's state stays in memory between its quanta (fast path) and is
+    checkpointed at every quantum boundary, so any worker can continue it bitwise from disk."""
+
+    def __init__(self, worker_id: int, device: str = "cpu", model_loader: ModelLoader | None = None,
+                 log: logging.Logger | None = None, adapter_budget_bytes: int | None = None,
+                 hooks: dict[str, Callable] | None = None, max_bases: int = 2):
+        self.worker_id = worker_id
+        self.device = device
+        self._loader = model_loader or _default_loader
+        self._log = log or logging.getLogger(f"rftui.training.worker{worker_id}")
+        self._budget = adapter_budget_bytes
+        self._hooks = dict(hooks or {})
+        self._max_bases = max(1, max_bases)
+        self._bases: OrderedDict[tuple, ResidentBase] = OrderedDict()
+        self._runs: dict[str, RunState] = {}
+        self._recency: OrderedDict[str, None] = OrderedDict()
+        self._data = PreparedDataCache()
+        self._warned: set[tuple[str | None, str]] = set()
+        self._workdir = tempfile.mkdtemp(prefix=f"rftui-worker{worker_id}-")
+        _quiet_libraries()
+
+    # ------------------------------------------------------------------ public API
+
+    def train_quantum(self, cmd: TrainQuantum, emit: Callable[[Any], None],
+                      poll_preempt: Callable[[], str | None]) -> QuantumDone:
+        """Train `cmd.run` from `cmd.start_step` to `cmd.end_step` (or until preempted), checkpoint, and report.
+
+        Emits QuantumStarted, StepLogged at logging steps, EvalDone for eval loss / generation metrics and
+        WorkerWarning; returns the QuantumDone (the caller sends it). Exceptions propagate (the run's
+        in-memory state is dropped first, so a retry restores it from its checkpoint).
+        """
+        t_start = time.perf_counter()
+        run_id = cmd.run.run_id
+        end_step = min(cmd.end_step, cmd.total_steps)
+        train_s = eval_s = 0.0
+        preempted: str | None = None
+        try:
+            run = self._runs.get(run_id)
+            if run is None or not self._holds_at(run, cmd):
+                run = self._materialize(cmd, emit)
+            self._switch_in(run)
+            tokens_before = run.tokens_total
+            emit(QuantumStarted(self.worker_id, run_id, cmd.chunk, run.global_step,
+                                load_seconds=time.perf_counter() - t_start))
+            steps_before = run.global_step
+            while run.global_step < end_step:
+                t_step = time.perf_counter()
+                outcome = train_one_step(run)
+                elapsed = time.perf_counter() - t_step
+                train_s += elapsed
+                run.train_seconds_since_log += elapsed
+                if wants_log(run, outcome):
+                    emit(StepLogged(run_id, run.global_step, log_metrics(run, outcome)))
+                if wants_eval(run, outcome) and run.last_eval_step != run.global_step:
+                    t_eval = time.perf_counter()
+                    metrics = self._eval_loss(run)
+                    eval_s += time.perf_counter() - t_eval
+                    if metrics:
+                        emit(EvalDone(run_id, run.global_step, metrics))
+                if run.global_step < end_step:
+                    reason = poll_preempt()
+                    if reason:
+                        preempted = reason
+                        break
+            if preempted is None and run.global_step > steps_before:
+                t_eval = time.perf_counter()
+                metrics = self._generation_metrics(run)
+                eval_s += time.perf_counter() - t_eval
+                if metrics:
+                    emit(EvalDone(run_id, run.global_step, metrics))
+            run.rng = capture_rng()
+            checkpoint_dir = save_checkpoint(cmd.checkpoint_root, run_id, capture_checkpoint(run))
+            adapter_dir = self._export(run, cmd.adapters_root) if run.global_step >= cmd.total_steps else None
+        except BaseException:
+            self._forget(run_id)
+            raise
+        total = time.perf_counter() - t_start
+        return QuantumDone(
+            worker_id=self.worker_id, run_id=run_id, chunk=cmd.chunk, steps_done=run.global_step,
+            completed=preempted is None, preempted=preempted, checkpoint_dir=checkpoint_dir,
+            train_seconds=train_s, switch_seconds=max(0.0, total - train_s - eval_s), eval_seconds=eval_s,
+            tokens=run.tokens_total - tokens_before, adapter_dir=adapter_dir,
+        )
+
+    def drop_run(self, run_id: str) -> None:
+        """Forget a run's in-memory state (adapter, optimizer, trainer); its checkpoints stay on disk."""
+        self._forget(run_id)
+
+    def holds(self, run_id: str) -> int | None:
+        """The step at which this host holds `run_id` in memory, or None."""
+        run = self._runs.get(run_id)
+        return None if run is None else run.global_step
+
+    def close(self) -> None:
+        for run_id in list(self._runs):
+            self._forget(run_id)
+        self._bases.clear()
+        self._data.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ making a run resident
+
+    def _holds_at(self, run: RunState, cmd: TrainQuantum) -> bool:
+        return (run.global_step == cmd.start_step and run.spec == cmd.run and run.total_steps == cmd.total_steps
+                and run.train_path == cmd.train_path and run.eval_path == cmd.eval_path)
+
+    def _materialize(self, cmd: TrainQuantum, emit: Callable) -> RunState:
+        """Create the run, then restore it from `cmd.checkpoint_dir`, warm-start it, or start it fresh."""
+        run_id = cmd.run.run_id
+        self._forget(run_id)
+        ckpt = warm = None
+        if cmd.checkpoint_dir:
+            ckpt = load_checkpoint(cmd.checkpoint_dir)
+            if ckpt.step != cmd.start_step:
+                raise CheckpointError(f"run {run_id}: checkpoint {ckpt.path} is at step {ckpt.step}, "
+                                      f"but the quantum starts at step {cmd.start_step}")
+        elif cmd.warm_from:
+            warm = load_checkpoint(cmd.warm_from)
+            self._check_warm_compatible(cmd.run, warm)
+        elif cmd.start_step != 0:
+            raise CheckpointError(f"run {run_id}: asked to continue from step {cmd.start_step}, but this worker "
+                                  "does not hold the run and no checkpoint_dir was given")
+        run = self._create_run(cmd, emit)
+        try:
+            if ckpt is not None:
+                restore_run(run, ckpt)
+            elif warm is not None:
+                self._warm_start(run, warm, cmd.start_step)
+        except BaseException:
+            self._forget(run_id)
+            raise
+        return run
+
+    def _create_run(self, cmd: TrainQuantum, emit: Callable) -> RunState:
+        from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        spec = cmd.run
+        run_id = spec.run_id
+        seed = int(spec.training.get("seed", cmd.seed))
+        out_dir = str(Path(self._workdir) / _safe_name(run_id))
+        run_args = build_sft_config(run_id, spec.training, output_dir=out_dir, total_steps=cmd.total_steps,
+                                    seed=seed, device=self.device, has_eval=bool(cmd.eval_path))
+        for note in run_args.warnings:
+            self._warn_once(emit, run_id, note)
+        base = self._base_for(spec)
+        set_seed(seed)  # adapter init draws from it, as in TRL (SFTTrainer seeds before get_peft_model)
+        adapter = None
+        if spec.lora is not None:
+            adapter = _safe_name(run_id)
+            config = LoraConfig(**{"task_type": "CAUSAL_LM", **dict(spec.lora)})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
+                if base.peft is None:
+                    base.peft = get_peft_model(base.model, config, adapter_name=adapter)
+                else:
+                    base.peft.add_adapter(adapter, config)
+            base.peft.set_adapter(adapter)
+            model = base.peft
+            marker = f".{adapter}."
+            params = {n.replace(marker, "."): p for n, p in model.named_parameters() if p.requires_grad}
+        else:
+            self._warn_once(emit, run_id, f"run {run_id}: full fine-tuning (no LoRA): the run holds its own copy of "
+                                          "the whole model and optimizer; switching it in and out moves all of it")
+            model, _ = self._load(spec)
+            model.to(self.device)
+            params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        base.runs.add(run_id)
+        tokenizer_key = base.key
+        trainer = build_trainer(model, base.tokenizer, run_args, train_path=cmd.train_path, eval_path=cmd.eval_path,
+                                tokenizer_key=tokenizer_key, cache=self._data)
+        if adapter is not None:  # TRL patches the base's forward in every SFTTrainer; keep exactly one patch
+            if base.fused_forward is None:
+                base.fused_forward = base.model.__dict__.get("forward")
+            else:
+                base.model.forward = base.fused_forward
+        args = trainer.args
+        trainer.create_optimizer()
+        optimizer = trainer.optimizer
+        scheduler = trainer.create_scheduler(num_training_steps=cmd.total_steps, optimizer=optimizer)
+        dataloader = trainer.get_train_dataloader()
+        seed_train_sampler(dataloader, args.data_seed if args.data_seed is not None else seed)
+        steps_in_epoch = len(dataloader)
+        accumulation = args.gradient_accumulation_steps
+        updates = max(steps_in_epoch // accumulation + int(steps_in_epoch % accumulation > 0), 1)
+        scaler = None
+        if run_args.amp_dtype == torch.float16:
+            scaler = torch.amp.GradScaler("cuda")
+            trainer.accelerator.scaler = scaler  # TRL's training_step backpropagates through it
+        schedule = LogSchedule(
+            logging_strategy=str(getattr(args.logging_strategy, "value", args.logging_strategy)),
+            logging_steps=_absolute(args.logging_steps, cmd.total_steps),
+            logging_first_step=bool(args.logging_first_step),
+            eval_strategy=run_args.eval_strategy, eval_steps=run_args.eval_steps, eval_delay=float(args.eval_delay or 0),
+            logging_nan_inf_filter=bool(args.logging_nan_inf_filter),
+        )
+        run = RunState(
+            spec=spec, base_key=base.key, adapter_name=adapter, model=model, trainer=trainer, optimizer=optimizer,
+            lr_scheduler=scheduler, train_dataloader=dataloader, params=params, total_steps=cmd.total_steps,
+            seed=seed, schedule=schedule, steps_in_epoch=steps_in_epoch, updates_per_epoch=updates,
+            eval_rows=self._data.rows(cmd.eval_path) if cmd.eval_path else [], amp_dtype=run_args.amp_dtype,
+            scaler=scaler, train_path=cmd.train_path, eval_path=cmd.eval_path,
+        )
+        run.tr_loss = torch.tensor(0.0, device=args.device)
+        run.rng = capture_rng()  # = set_seed(seed) state, as at the start of TRL's train()
+        self._runs[run_id] = run
+        self._reapply_offload(base)
+        return run
+
+    def _base_for(self, spec: RunSpec) -> ResidentBase:
+        key = (spec.model_name, json.dumps(dict(spec.model_kwargs), sort_keys=True, default=str), spec.tokenizer)
+        if key in self._bases:
+            self._bases.move_to_end(key)
+            return self._bases[key]
+        while len(self._bases) >= self._max_bases:
+            old_key, old = next(iter(self._bases.items()))
+            self._log.info("evicting base %s (runs %s)", old_key[0], sorted(old.runs))
+            for run_id in list(old.runs):
+                self._forget(run_id)
+            del self._bases[old_key]
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        model, tokenizer = self._load(spec)
+        model.to(self.device)
+        base = ResidentBase(key=key, model=model, tokenizer=tokenizer)
+        self._bases[key] = base
+        return base
+
+    def _load(self, spec: RunSpec) -> tuple[Any, Any]:
+        try:
+            return self._loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None,
+                                tokenizer_name=spec.tokenizer)
+        except RftuiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loader is a user/engine hook; name it
+            raise ModelLoadError(f"model loader hook {hook_name(self._loader)} failed for {spec.model_name!r} "
+                                 f"(run {spec.run_id}): {type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ warm start
+
+    def _check_warm_compatible(self, spec: RunSpec, parent: CheckpointData) -> None:
+        mine, theirs = lora_signature(spec), parent.state.get("lora")
+        source = parent.path
+        if parent.state.get("model_name") not in (None, spec.model_name):
+            raise OpRefused(f"run {spec.run_id}: cannot warm-start from {source}: it trained "
+                            f"{parent.state.get('model_name')!r}, this run uses {spec.model_name!r}")
+        if (mine is None) != (theirs is None):
+            kinds = ("full fine-tuning", "LoRA")
+            raise OpRefused(f"run {spec.run_id}: cannot warm-start {kinds[mine is not None]} from a "
+                            f"{kinds[theirs is not None]} checkpoint ({source})")
+        if mine is not None:
+            for key in ("r", "target_modules", "modules_to_save"):
+                if mine.get(key) != theirs.get(key):
+                    raise OpRefused(f"run {spec.run_id}: cannot warm-start from {source}: LoRA {key} is "
+                                    f"{mine.get(key)!r} here but {theirs.get(key)!r} in the source; keep r and "
+                                    "target_modules, or clone without warm start")
+
+    def _warm_start(self, run: RunState, parent: CheckpointData, start_step: int) -> None:
+        """Start `run` from another run's checkpoint: adapter weights, optimizer moments and data position are
+        copied; the step counter is `start_step`.
+
+        LR rule: the new run keeps its own learning rate and schedule (type, warmup, total_steps); the
+        schedule is positioned at `start_step`, so the first warm step uses
+        `new_learning_rate * schedule(start_step)`. With an unchanged learning rate and schedule this is exactly
+        the source's LR at that step; with a new learning rate the optimizer groups' lr and the scheduler's
+        base_lrs are the new one, i.e. the source's schedule rescaled by new_lr / old_lr from there on.
+        """
+        try:
+            load_weights(run, parent.adapter, str(parent.path))
+            load_optimizer_state(run, parent, keep_hyperparameters=True)
+        except CheckpointError as exc:
+            raise OpRefused(f"run {run.run_id}: cannot warm-start from {parent.path}: {exc}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+            for _ in range(start_step):
+                run.lr_scheduler.step()
+        accumulation = run.trainer.args.gradient_accumulation_steps
+        batch = int(parent.state.get("batch_in_epoch", 0))
+        batch = min(batch - batch % accumulation, run.steps_in_epoch)
+        run.epoch, run.batch_in_epoch = int(parent.state.get("epoch", 0)), batch
+        run.epoch_iterator = None
+        run.global_step = run.last_logged_step = start_step
+
+    # ------------------------------------------------------------------ switching and memory
+
+    def _switch_in(self, run: RunState) -> None:
+        base = self._bases[run.base_key]
+        self._bases.move_to_end(run.base_key)
+        if run.adapter_name is not None:
+            base.peft.set_adapter(run.adapter_name)  # also makes only this adapter trainable
+            if base.fused_forward is not None:
+                base.model.forward = base.fused_forward
+        self._apply_checkpointing(run)
+        if run.offloaded:
+            self._move_run(run, self.device)
+        self._recency.pop(run.run_id, None)
+        self._recency[run.run_id] = None
+        self._enforce_budget(run)
+        run.model.train()
+        restore_rng(run.rng)
+
+    def _apply_checkpointing(self, run: RunState) -> None:
+        args = run.trainer.args
+        target = self._bases[run.base_key].model if run.adapter_name is not None else run.model
+        want = bool(args.activation_checkpointing)
+        if bool(getattr(target, "is_activation_checkpointing", False)) == want:
+            return
+        if want:
+            kwargs = dict(args.activation_checkpointing_kwargs or {})
+            every = kwargs.pop("every_n_layers", 1)
+            offload = kwargs.pop("offload", False)
+            target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs or None,
+                                                   every_n_layers=every, offload=offload)
+        else:
+            target.activation_checkpointing_disable()
+
+    def _enforce_budget(self, current: RunState) -> None:
+        """Offload least recently used runs' adapters + optimizer state to host memory above the budget.
+        Only meaningful on an accelerator; on CPU there is nowhere cheaper to move them."""
+        if self._budget is None or not self.device.startswith("cuda"):
+            return
+        resident = [self._runs[r] for r in self._recency if r in self._runs and not self._runs[r].offloaded]
+        total = sum(r.param_bytes() for r in resident)
+        for run in resident:
+            if total <= self._budget:
+                break
+            if run is current:
+                continue
+            size = run.param_bytes()
+            self._move_run(run, "cpu")
+            total -= size
+
+    def _move_run(self, run: RunState, device: str) -> None:
+        to_host = device == "cpu"
+        pin = to_host and torch.cuda.is_available()
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if to_host:
+                t = t.to("cpu", non_blocking=False)
+                return t.pin_memory() if pin else t
+            return t.to(device, non_blocking=True)
+
+        with torch.no_grad():
+            for p in run.params.values():
+                p.data = move(p.data)
+            for state in run.optimizer.state.values():
+                for key, value in list(state.items()):
+                    if torch.is_tensor(value) and key != "step":
+                        state[key] = move(value)
+        run.offloaded = to_host
+
+    def _reapply_offload(self, base: ResidentBase) -> None:
+        # Building a Trainer moves the whole (shared) model to the device; put offloaded adapters back.
+        for run_id in base.runs:
+            run = self._runs.get(run_id)
+            if run is not None and run.offloaded and self.device.startswith("cuda"):
+                self._move_run(run, "cpu")
+
+    def _forget(self, run_id: str) -> None:
+        run = self._runs.pop(run_id, None)
+        self._recency.pop(run_id, None)
+        for base in self._bases.values():
+            if run_id in base.runs:
+                base.runs.discard(run_id)
+                name = _safe_name(run_id)
+                if base.peft is not None and name in base.peft.peft_config:
+                    base.peft.delete_adapter(name)
+        if run is not None:
+            run.epoch_iterator = None
+            run.trainer = run.optimizer = run.lr_scheduler = run.model = None
+
+    def _warn_once(self, emit: Callable, run_id: str | None, message: str) -> None:
+        if (run_id, message) in self._warned:
+            return
+        self._warned.add((run_id, message))
+        self._log.warning(message)
+        emit(WorkerWarning(self.worker_id, run_id, message))
+
+    # ------------------------------------------------------------------ evaluation and export
+
+    def _eval_loss(self, run: RunState) -> dict[str, float]:
+        with preserved_rng():
+            metrics = eval_loss(run.trainer, run.model, run.amp_dtype)
+        run.last_eval_step = run.global_step
+        if isinstance(run.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and "eval_loss" in metrics:
+            run.lr_scheduler.step(metrics["eval_loss"])
+        return metrics
+
+    def _generation_metrics(self, run: RunState) -> dict[str, float] | None:
+        gen = dict(run.spec.generation)
+        if not run.eval_rows or not gen.get("enabled", True) or int(gen.get("num_samples", 8)) <= 0:
+            return None
+        with preserved_rng():
+            predictions, references = generate_predictions(
+                run.model, run.trainer.processing_class, run.eval_rows, gen, device=self.device,
+                amp_dtype=run.amp_dtype, default_seed=run.seed)
+        return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks)
+
+    def _export(self, run: RunState, adapters_root: str) -> str:
+        """Save the finished run atomically to `<adapters_root>/<run_id>/`: a PEFT adapter directory
+        (`PeftModel.from_pretrained(base, path)`) or, for full fine-tuning, a `from_pretrained` model directory."""
+        root = Path(adapters_root)
+        root.mkdir(parents=True, exist_ok=True)
+        dest = root / run.run_id
+        tmp = root / f".tmp-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
+        try:
+            if run.adapter_name is not None:
+                run.model.save_pretrained(str(tmp), selected_adapters=[run.adapter_name])
+                src = tmp / run.adapter_name if (tmp / run.adapter_name).is_dir() else tmp
+            else:
+                run.model.save_pretrained(str(tmp))
+                src = tmp
+            run.trainer.processing_class.save_pretrained(str(src))
+            (src / "rftui_run.json").write_text(json.dumps(
+                {"run": run.spec.to_dict(), "steps": run.global_step}, indent=1, default=str), encoding="utf-8")
+            staged = root / f".staged-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
+            src.rename(staged)
+            if dest.exists():
+                old = root / f".old-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
+                dest.rename(old)
+                staged.rename(dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                staged.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(dest)
+
+
+def _safe_name(run_id: str) -> str:
+    """Adapter / directory name for a run id (PEFT adapter names must not contain dots)."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", run_id)
+
+
+def _absolute(value: float, total_steps: int) -> int:
+    import math
+
+    value = float(value)
+    return max(1, math.ceil(total_steps * value)) if 0 < value < 1 else int(value)
+
+
+def _quiet_libraries() -> None:
+    """No progress bars from datasets/transformers inside a worker (its stderr is a log file)."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass
