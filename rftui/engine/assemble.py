@@ -14,11 +14,9 @@ def make_controller(exp: ExperimentDir, spec: ExperimentSpec, store: Store, *, w
                     device: str = "auto", tracking_uri: str | None = None, tracking: bool = True,
                     create_model: Callable[..., Any] | str | None = None,
                     live_specs: dict[str, RunSpec] | None = None, backend: str | None = None,
-                    backend_options: dict[str, Any] | None = None,
+                    backend_options: dict[str, Any] | None = None, preload: tuple[str, ...] | None = None,
                     on_warning: Callable[[str], None] | None = None) -> Controller:
     """A controller over a fresh worker pool. Nothing starts until `controller.start()`."""
-    import cloudpickle
-
     from rftui.engine.pool import WorkerPool, devices_for
     from rftui.engine.worker import DEFAULT_BACKEND
 
@@ -29,8 +27,9 @@ def make_controller(exp: ExperimentDir, spec: ExperimentSpec, store: Store, *, w
         options["create_model"] = hook
     if spec.data is not None:
         options.setdefault("hooks_base_dir", spec.data.base_dir)
+    pool_kwargs = {} if preload is None else {"preload": preload}
     pool = WorkerPool(len(devices), devices, exp.logs, backend_spec=backend or DEFAULT_BACKEND,
-                      backend_options=cloudpickle.dumps(options))
+                      backend_options=options, **pool_kwargs)
     controller = Controller(exp, spec, store, pool)
     if tracking:
         from rftui.tracking.mlflow_sink import MlflowSink, default_tracking_uri

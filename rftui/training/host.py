@@ -24,7 +24,7 @@ from rftui.errors import ModelLoadError, OpRefused, RftuiError
 from rftui.training.checkpoint import CheckpointData, CheckpointError, load_checkpoint, save_checkpoint
 from rftui.training.evaluation import eval_loss, generate_predictions
 from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
-from rftui.training.metrics import generation_metrics
+from rftui.training.metrics import generation_metrics, resolve_hook
 from rftui.training.run_state import (
     LogSchedule, RunState, capture_checkpoint, capture_rng, load_optimizer_state, load_weights, lora_signature,
     preserved_rng, restore_rng, restore_run,
@@ -58,11 +58,25 @@ class TrainingHost:
 
     def __init__(self, worker_id: int, device: str = "cpu", model_loader: ModelLoader | None = None,
                  log: logging.Logger | None = None, adapter_budget_bytes: int | None = None,
-                 hooks: dict[str, Callable] | None = None, max_bases: int = 2):
+                 hooks: dict[str, Callable] | None = None, max_bases: int = 2, *,
+                 create_model: Callable[[dict], tuple] | str | None = None,
+                 hooks_base_dir: str | None = None, num_threads: int | None = None, **options: Any):
+        """`model_loader(name, model_kwargs=None, tokenizer_name=None) -> (model, tokenizer)` loads bases
+        (default: rftui's loader, which knows the built-in models). `create_model`, when given, is the
+        user's RapidFire-style hook `create_model(model_config: dict) -> (model, tokenizer)` and wins over
+        `model_loader`; string hooks resolve relative to `hooks_base_dir`. `hooks` maps hook names used in
+        RunSpecs (e.g. compute_metrics) to callables. `adapter_budget_bytes` caps adapter + optimizer bytes
+        kept on the accelerator (least recently used runs are moved to host memory)."""
         self.worker_id = worker_id
         self.device = device
         self._loader = model_loader or _default_loader
         self._log = log or logging.getLogger(f"rftui.training.worker{worker_id}")
+        self._create_model = create_model
+        self._hooks_base_dir = hooks_base_dir
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        if options:
+            self._log.warning("TrainingHost: ignoring unknown options %s", sorted(options))
         self._budget = adapter_budget_bytes
         self._hooks = dict(hooks or {})
         self._max_bases = max(1, max_bases)
@@ -286,14 +300,28 @@ class TrainingHost:
         return base
 
     def _load(self, spec: RunSpec) -> tuple[Any, Any]:
+        """(model, tokenizer) from the user's create_model hook or the model loader; failures name the hook."""
+        if self._create_model is not None:
+            hook = self._create_model
+            label = f"create_model hook {hook_name(hook)}"
+            model_config = {"model_name": spec.model_name, "model_type": spec.model_type,
+                            "model_kwargs": dict(spec.model_kwargs), "tokenizer": spec.tokenizer}
+            call = lambda: resolve_hook(hook, self._hooks, base_dir=self._hooks_base_dir)(model_config)  # noqa: E731
+        else:
+            label = f"model loader {hook_name(self._loader)}"
+            call = lambda: self._loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None,  # noqa: E731
+                                        tokenizer_name=spec.tokenizer)
         try:
-            return self._loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None,
-                                tokenizer_name=spec.tokenizer)
+            result = call()
         except RftuiError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the loader is a user/engine hook; name it
-            raise ModelLoadError(f"model loader hook {hook_name(self._loader)} failed for {spec.model_name!r} "
-                                 f"(run {spec.run_id}): {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a user/engine hook failed; name it
+            raise ModelLoadError(f"{label} failed for {spec.model_name!r} (run {spec.run_id}): "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        if not (isinstance(result, (tuple, list)) and len(result) == 2 and result[1] is not None):
+            raise ModelLoadError(f"{label} must return (model, tokenizer) for {spec.model_name!r} "
+                                 f"(run {spec.run_id}), got {type(result).__name__}")
+        return result[0], result[1]
 
     # ------------------------------------------------------------------ warm start
 
@@ -453,7 +481,8 @@ class TrainingHost:
             predictions, references = generate_predictions(
                 run.model, run.trainer.processing_class, run.eval_rows, gen, device=self.device,
                 amp_dtype=run.amp_dtype, default_seed=run.seed)
-        return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks)
+        return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks,
+                                  self._hooks_base_dir)
 
     def _export(self, run: RunState, adapters_root: str) -> str:
         """Save the finished run atomically to `<adapters_root>/<run_id>/`: a PEFT adapter directory

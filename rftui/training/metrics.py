@@ -1,18 +1,15 @@
 """Generation metrics computed locally: ROUGE-L F1 and BLEU, plus the user's `compute_metrics` hook."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import numbers
-import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from rftui.config.hooks import HookError
+from rftui.config.hooks import resolve_hook as resolve_config_hook
 from rftui.config.runspec import hook_name
 
-
-class HookError(RuntimeError):
-    """A user hook could not be imported, failed, or returned something unusable. The message names the hook."""
+__all__ = ["HookError", "bleu", "call_compute_metrics", "generation_metrics", "resolve_hook", "rouge_l"]
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -43,49 +40,24 @@ def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
 
 
-def resolve_hook(hook: Any, registry: Mapping[str, Callable] | None = None, *, role: str = "hook") -> Callable | None:
-    """Turn a hook into a callable.
-
-    A callable is returned as is; a string is looked up in `registry` first (hooks the worker was
-    given by name), then imported as "package.module:function" or "path/to/file.py:function".
-    """
+def resolve_hook(hook: Any, registry: Mapping[str, Callable] | None = None, *,
+                 base_dir: str | Path | None = None) -> Callable | None:
+    """Turn a hook into a callable: callables pass through; a "module:function" / "file.py:function" string is
+    looked up in `registry` (hooks the worker was handed by name) first, then resolved like config hooks
+    (relative to `base_dir`)."""
     if hook is None or callable(hook):
         return hook
-    if not isinstance(hook, str):
-        raise HookError(f"{role} {hook!r} is neither a callable nor a 'module:function' string")
-    if registry and hook in registry:
+    if registry and isinstance(hook, str) and hook in registry:
         return registry[hook]
-    module_name, sep, attr = hook.rpartition(":")
-    if not sep or not module_name or not attr:
-        raise HookError(f"{role} {hook!r}: expected 'module:function' (or 'file.py:function')")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name).expanduser().resolve()
-            key = f"rftui_user_hook_{abs(hash(str(path)))}"
-            module = sys.modules.get(key)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(key, path)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {path}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                sys.modules[key] = module
-        else:
-            module = importlib.import_module(module_name)
-        target: Any = module
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
-        raise HookError(f"{role} {hook!r} cannot be imported: {type(exc).__name__}: {exc}") from exc
-    if not callable(target):
-        raise HookError(f"{role} {hook!r} is not callable")
-    return target
+    return resolve_config_hook(hook, base_dir)
 
 
 def call_compute_metrics(hook: Any, predictions: list[str], references: list[str],
-                         registry: Mapping[str, Callable] | None = None) -> dict[str, float]:
-    """Call the user's `compute_metrics((predictions, references))` and check it returns name -> number."""
-    fn = resolve_hook(hook, registry, role="compute_metrics hook")
+                         registry: Mapping[str, Callable] | None = None,
+                         base_dir: str | Path | None = None) -> dict[str, float]:
+    """Call the user's `compute_metrics((predictions, references))` and check it returns name -> number.
+    Any failure raises HookError naming the hook."""
+    fn = resolve_hook(hook, registry, base_dir=base_dir)
     if fn is None:
         return {}
     name = hook_name(hook)
@@ -106,8 +78,9 @@ def call_compute_metrics(hook: Any, predictions: list[str], references: list[str
 
 
 def generation_metrics(predictions: list[str], references: list[str], hook: Any = None,
-                       registry: Mapping[str, Callable] | None = None) -> dict[str, float]:
+                       registry: Mapping[str, Callable] | None = None,
+                       base_dir: str | Path | None = None) -> dict[str, float]:
     """ROUGE-L and BLEU over the pairs, merged with the user's metrics (user keys win on a clash)."""
     metrics = {"rougeL": rouge_l(predictions, references), "bleu": bleu(predictions, references)}
-    metrics.update(call_compute_metrics(hook, predictions, references, registry))
+    metrics.update(call_compute_metrics(hook, predictions, references, registry, base_dir))
     return metrics
