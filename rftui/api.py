@@ -118,6 +118,54 @@ class Experiment:
         rows = [{**{k: v for k, v in run.items() if k != "metrics"}, **run["metrics"]} for run in data["runs"]]
         return pd.DataFrame(rows)
 
+    # ------------------------------------------------------------------ interactive control
+
+    def _op(self, op: str, run: str, args: dict | None = None) -> str | None:
+        from rftui.control import submit
+        from rftui.engine.setup import open_experiment
+        from rftui.errors import OpRefused
+
+        controller = self.controller
+        if controller is not None:  # run_fit is training in another thread
+            resolved = controller.request(op, run, args, source="api").result(timeout=30)
+            if resolved.status != "applied":
+                raise OpRefused(f"{op} {run}: refused: {resolved.reason}")
+            return resolved.new_run_id
+        if self.exp is None:
+            raise ExperimentError(f"experiment {self.name!r} has no runs yet; call run_fit first")
+        exp, spec, store = open_experiment(str(self.exp.root))
+        try:
+            return submit(exp, spec, store, op, run, args or {}, source="api").get("new_run_id")
+        finally:
+            store.close()
+
+    def stop_run(self, run: str) -> None:
+        """Stop a run at its next optimizer step (checkpointed, resumable)."""
+        self._op("stop", run)
+
+    def resume_run(self, run: str) -> None:
+        self._op("resume", run)
+
+    def delete_run(self, run: str) -> None:
+        self._op("delete", run)
+
+    def clone_run(self, run: str, edits: dict | None = None, warm_start: bool = False) -> str:
+        """A new run from `run`'s config plus `edits` ({"learning_rate": 5e-4, "lora.r": 16}); returns its id."""
+        return self._op("clone", run, {"edits": dict(edits or {}), "warm_start": warm_start})
+
+    def resume(self, create_model_fn: Callable[[dict], tuple] | None = None, *, workers: int = 1,
+               device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:
+        """Continue this experiment: unfinished runs, resumed runs and new clones train to the end."""
+        from rftui.engine.setup import open_experiment
+
+        if self.exp is None:
+            raise ExperimentError(f"experiment {self.name!r} does not exist yet; call run_fit first")
+        exp, spec, store = open_experiment(str(self.exp.root))
+        store.mark_running_quanta_lost()
+        for row in store.list_runs():
+            store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
+        self._drive(spec, store, None, create_model_fn, workers, device, tracking_uri, quiet)
+
     def end(self) -> None:
         """Finish the experiment: stop anything still running (checkpointed) and release resources."""
         if self.controller is not None:

@@ -103,6 +103,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from rftui.control import submit
+    from rftui.engine.setup import open_experiment
+    from rftui.report import failure_reasons, leaderboard_text, show_data
+
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    if args.action == "ls":
+        print(leaderboard_text(show_data(exp, store), failure_reasons(store)))
+        return 0
+    if not args.run:
+        raise RftuiError(f"`rftui ctl {args.experiment} {args.action}` needs a run id (see `rftui ctl {args.experiment} ls`)")
+    op_args: dict = {}
+    if args.action == "clone":
+        op_args = {"edits": args.set or [], "warm_start": args.warm}
+    elif args.set or args.warm:
+        raise RftuiError("--set and --warm only apply to clone")
+    row = submit(exp, spec, store, args.action, args.run, op_args)
+    new = f" -> new run {row['new_run_id']}" if row.get("new_run_id") else ""
+    note = f" ({row['reason']})" if row.get("reason") else ""
+    print(f"{args.action} {args.run}: applied{note}{new}")
+    return 0
+
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ui", action="store_true", help="plain progress output instead of the terminal UI")
     parser.add_argument("--json", action="store_true", help="print JSON-lines events (implies --no-ui)")
@@ -143,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)
+
+    ctl = sub.add_parser("ctl", help="stop, resume, delete or clone a run of an experiment (from any shell)")
+    ctl.add_argument("experiment", help="experiment name (or its directory)")
+    ctl.add_argument("action", choices=("stop", "resume", "delete", "clone", "ls"))
+    ctl.add_argument("run", nargs="?", help="run id (r3), number (3) or label")
+    ctl.add_argument("--set", action="append", metavar="KNOB=VALUE",
+                     help="clone edit, repeatable: learning_rate=5e-4, lora.r=16, generation.top_p=0.9")
+    ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
+    ctl.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    ctl.set_defaults(func=cmd_ctl)
     return parser
 
 

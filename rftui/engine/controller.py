@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -44,6 +45,7 @@ class Controller:
         self._wake_reader, self._wake_writer = Pipe(duplex=False)
         self._wake_lock = threading.Lock()
         self._last_ops_poll = 0.0
+        self._dead_seen: set[int] = set()
         self._points: list[tuple] = []
         self._warnings: collections.deque[str] = collections.deque()
         for row in store.list_runs():
@@ -69,6 +71,7 @@ class Controller:
     def start(self) -> list[Any]:
         """Start the workers and the tracking runs; returns the first events."""
         self.store.set_meta("status", "running")
+        self.store.set_meta("controller_pid", os.getpid())
         out: list[Any] = []
         for rec in self.runs.values():
             self._start_tracking(rec)
@@ -76,6 +79,15 @@ class Controller:
         if self.pool is not None:
             self.pool.start()
         return out
+
+    def add_run(self, rec: RunRecord, out: list[Any]) -> None:
+        """A new run (a clone) joins the rotation at once."""
+        self._register(rec)
+        if self.store.get_meta("status") == "finished":
+            self.store.set_meta("status", "interrupted")
+        self._finished_reported = False
+        self._start_tracking(rec)
+        out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
 
     def _start_tracking(self, rec: RunRecord) -> None:
         if self.sink is None:
@@ -108,8 +120,11 @@ class Controller:
     def close(self) -> None:
         status = "finished" if self.scheduler.is_finished() else "interrupted"
         self.store.set_meta("status", status)
+        self.store.set_meta("controller_pid", None)
         if self.pool is not None:
-            self.pool.shutdown()
+            for worker_id, event in self.pool.shutdown():
+                self._on_worker_event(worker_id, event)
+            self._flush_points()
         if self.sink is not None:
             self.sink.flush()
             for rec in self.runs.values():  # a slow tracking start may have finished in the background
@@ -191,7 +206,8 @@ class Controller:
                 mlflow_status = {"running": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
                                  "failed": "FAILED"}.get(status)
                 if mlflow_status:
-                    self.sink.set_status(rec.run_id, mlflow_status)
+                    known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
+                    self.sink.set_status(rec.run_id, mlflow_status, mlflow_run_id=known)
 
     # ------------------------------------------------------------------ worker events
 
@@ -228,7 +244,8 @@ class Controller:
         self._free_worker(worker_id)
         chunk_end = rec.bounds[done.chunk][1]
         chunk_finished = done.steps_done >= chunk_end
-        rec.steps_done, rec.checkpoint_dir = done.steps_done, done.checkpoint_dir
+        rec.steps_done = done.steps_done
+        rec.checkpoint_dir = done.checkpoint_dir or rec.checkpoint_dir  # '' means no new checkpoint
         rec.adapter_dir = done.adapter_dir or rec.adapter_dir
         if chunk_finished:
             rec.chunks_done = done.chunk + 1
@@ -263,7 +280,8 @@ class Controller:
         self.scheduler.on_run_removed(rec.run_id)
         self._set_status(rec, "deleted", out)
         if self.sink is not None:
-            self.sink.mark_deleted(rec.run_id)
+            known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
+            self.sink.mark_deleted(rec.run_id, mlflow_run_id=known)
         if self.pool is not None:
             for worker_id in range(self.pool.num_workers):
                 self.pool.send(worker_id, DropRun(rec.run_id))
@@ -289,6 +307,8 @@ class Controller:
         if self.pool is None:
             return out
         for worker_id in self.pool.dead_workers():
+            if worker_id in self._dead_seen:
+                continue
             why = self.pool.exit_reason(worker_id)
             run_id = self.busy.pop(worker_id, None)
             self.idle.discard(worker_id)
@@ -304,7 +324,9 @@ class Controller:
                     self._set_status(rec, "failed", out, reason=f"its worker died twice ({why})")
                 else:
                     self._set_status(rec, "waiting", out, reason=f"worker {worker_id} died ({why}); retrying once")
-            if not self.stopping:
+            if self.stopping:
+                self._dead_seen.add(worker_id)
+            else:
                 self.pool.restart_worker(worker_id)
                 out.append(ev.WorkerRestarted(worker_id, why))
         return out

@@ -68,3 +68,100 @@ def _delete(ctl, rec, args, out) -> Result:
 
 
 _HANDLERS = {"stop": _stop, "resume": _resume, "delete": _delete}
+
+
+LORA_SHAPE_KNOBS = ("lora.r", "lora.target_modules", "lora.modules_to_save")
+
+
+def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
+    """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars."""
+    import yaml
+
+    if raw is None:
+        return {}, []
+    items = raw.items() if isinstance(raw, dict) else [str(item).partition("=")[::2] for item in raw]
+    edits, problems = {}, []
+    for key, value in items:
+        key = str(key).strip()
+        if not key:
+            problems.append(f"edit {value!r} has no knob name; write knob=value, e.g. learning_rate=5e-4")
+            continue
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else None
+            except yaml.YAMLError:
+                problems.append(f"{key}: cannot read value {value!r}")
+                continue
+        edits[key.removeprefix("training.")] = value
+    return edits, problems
+
+
+def edited_spec(source, edits: dict[str, Any], run_id: str):
+    """A RunSpec for the clone: the source's config with the edits applied."""
+    from dataclasses import replace
+
+    from rftui.config.expand import format_value, short_name
+    from rftui.config.rules import coerce, known_args, knob_section
+
+    training, lora = dict(source.training), None if source.lora is None else dict(source.lora)
+    generation, knobs = dict(source.generation), dict(source.knobs)
+    for name, value in edits.items():
+        section, arg = knob_section(name)
+        value = coerce(known_args(section).get(arg, "any"), value)
+        {"training": training, "lora": lora, "generation": generation}[section][arg] = value
+        knobs[name if section != "training" else arg] = value
+    tokens = dict(token.split("=", 1) for token in source.label.split() if "=" in token)
+    for name, value in edits.items():
+        tokens[short_name(name)] = format_value(value)
+    label = " ".join(f"{k}={v}" for k, v in tokens.items()) or f"clone of {source.run_id}"
+    return replace(source, run_id=run_id, label=label, training=training, lora=lora,
+                   generation=generation, knobs=knobs)
+
+
+def _clone(ctl, rec, args, out) -> Result:
+    import shutil
+
+    from rftui.config.experiment import total_steps
+    from rftui.config.validate import validate_knobs
+    from rftui.engine.runs import RunRecord
+
+    warm = bool(args.get("warm_start") or args.get("warm"))
+    edits, problems = parse_edits(args.get("edits") or args.get("set"))
+    problems += [str(p) for p in validate_knobs(edits)]
+    if rec.spec.lora is None and any(k.startswith("lora.") for k in edits):
+        problems.append(f"run {rec.run_id} is full fine-tuning; it has no LoRA knobs to edit")
+    if problems:
+        return "refused", "bad edit: " + "; ".join(problems), None
+    if warm:
+        if rec.checkpoint_dir is None:
+            return "refused", f"run {rec.run_id} has no state yet to warm-start from; wait for its first quantum", None
+        shape = [k for k in LORA_SHAPE_KNOBS if k in edits and edits[k] != rec.spec.knobs.get(k)]
+        if shape:
+            return "refused", (f"a warm start keeps the adapter's shape; {', '.join(shape)} cannot change "
+                               "(clone without --warm to train a new shape from scratch)"), None
+    new_id = f"r{max((int(r.run_id[1:]) for r in ctl.runs.values() if r.run_id[1:].isdigit()), default=0) + 1}"
+    spec = edited_spec(rec.spec, edits, new_id)
+    total = total_steps(spec.training, ctl.store.get_meta("train_rows"))
+    steps_done = rec.steps_done if warm else 0
+    if total is None or total <= steps_done:
+        return "refused", f"the clone would have {total} steps, not more than the {steps_done} already done", None
+    warm_from = None
+    if warm:
+        target = ctl.exp.checkpoints / new_id / "warm-source"
+        shutil.copytree(rec.checkpoint_dir, target)  # the source may prune its own copy later
+        warm_from = str(target)
+    clone = RunRecord(spec=spec, ord=ctl.store.next_run_ord(), status="pending", total_steps=total,
+                      num_chunks=rec.num_chunks, steps_done=steps_done,
+                      chunks_done=rec.chunks_done if warm else 0, parent=rec.run_id, warm_start=warm,
+                      warm_from=warm_from)
+    if warm:
+        clone.chunks_done = sum(1 for _, end in clone.bounds if end <= steps_done)
+    ctl.store.add_run(new_id, ord=clone.ord, label=spec.label, spec={**spec.to_dict(), "warm_from": warm_from},
+                      total_steps=total, num_chunks=clone.num_chunks, status="pending", parent=rec.run_id,
+                      warm_start=warm)
+    ctl.store.update_run(new_id, **clone.store_fields())
+    ctl.add_run(clone, out)
+    return "applied", None, new_id
+
+
+_HANDLERS["clone"] = _clone

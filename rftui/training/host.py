@@ -3,53 +3,30 @@ shared resident base models (full fine-tuning runs get their own model copy)."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import re
 import shutil
 import tempfile
 import time
-import uuid
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from rftui.config.runspec import RunSpec, hook_name
+from rftui.config.runspec import RunSpec
 from rftui.engine.messages import EvalDone, QuantumDone, QuantumStarted, StepLogged, TrainQuantum, WorkerWarning
-from rftui.errors import ModelLoadError, OpRefused, RftuiError
-from rftui.training.checkpoint import CheckpointData, CheckpointError, load_checkpoint, save_checkpoint
+from rftui.training.bases import ModelLoader, ResidentBase, ResidentBases, default_loader, load_model
+from rftui.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rftui.training.evaluation import eval_loss, generate_predictions
+from rftui.training.export import export_final, safe_name
 from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
-from rftui.training.metrics import generation_metrics, resolve_hook
+from rftui.training.metrics import generation_metrics
 from rftui.training.run_state import (
-    LogSchedule, RunState, capture_checkpoint, capture_rng, load_optimizer_state, load_weights, lora_signature,
-    preserved_rng, restore_rng, restore_run,
+    LogSchedule, RunState, capture_checkpoint, capture_rng, preserved_rng, restore_rng, restore_run,
 )
 from rftui.training.sft_setup import PreparedDataCache, build_sft_config, build_trainer, seed_train_sampler
-
-ModelLoader = Callable[..., tuple[Any, Any]]
-
-
-@dataclass
-class ResidentBase:
-    """A base model kept in memory with its tokenizer; LoRA runs are adapters on `peft` (created lazily)."""
-
-    key: tuple
-    model: Any
-    tokenizer: Any
-    peft: Any = None
-    fused_forward: Any = None       # TRL's fused-LM-head forward, patched once per base
-    runs: set[str] = field(default_factory=set)
-
-
-def _default_loader(name: str, model_kwargs: dict | None = None, tokenizer_name: str | None = None):
-    from rftui.training.builtin_model import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(name, model_kwargs=model_kwargs, tokenizer_name=tokenizer_name)
+from rftui.training.warm_start import apply_warm_start, check_warm_compatible
 
 
 class TrainingHost:
@@ -69,7 +46,7 @@ class TrainingHost:
         kept on the accelerator (least recently used runs are moved to host memory)."""
         self.worker_id = worker_id
         self.device = device
-        self._loader = model_loader or _default_loader
+        self._loader = model_loader or default_loader
         self._log = log or logging.getLogger(f"rftui.training.worker{worker_id}")
         self._create_model = create_model
         self._hooks_base_dir = hooks_base_dir
@@ -80,7 +57,7 @@ class TrainingHost:
         self._budget = adapter_budget_bytes
         self._hooks = dict(hooks or {})
         self._max_bases = max(1, max_bases)
-        self._bases: OrderedDict[tuple, ResidentBase] = OrderedDict()
+        self._bases = ResidentBases(device, max_bases, self._load, self._evict_base)
         self._runs: dict[str, RunState] = {}
         self._recency: OrderedDict[str, None] = OrderedDict()
         self._data = PreparedDataCache()
@@ -139,7 +116,7 @@ class TrainingHost:
                     emit(EvalDone(run_id, run.global_step, metrics))
             run.rng = capture_rng()
             checkpoint_dir = save_checkpoint(cmd.checkpoint_root, run_id, capture_checkpoint(run))
-            adapter_dir = self._export(run, cmd.adapters_root) if run.global_step >= cmd.total_steps else None
+            adapter_dir = export_final(run, cmd.adapters_root) if run.global_step >= cmd.total_steps else None
         except BaseException:
             self._forget(run_id)
             raise
@@ -188,7 +165,7 @@ class TrainingHost:
                                       f"but the quantum starts at step {cmd.start_step}")
         elif cmd.warm_from:
             warm = load_checkpoint(cmd.warm_from)
-            self._check_warm_compatible(cmd.run, warm)
+            check_warm_compatible(cmd.run, warm)
         elif cmd.start_step != 0:
             raise CheckpointError(f"run {run_id}: asked to continue from step {cmd.start_step}, but this worker "
                                   "does not hold the run and no checkpoint_dir was given")
@@ -197,7 +174,7 @@ class TrainingHost:
             if ckpt is not None:
                 restore_run(run, ckpt)
             elif warm is not None:
-                self._warm_start(run, warm, cmd.start_step)
+                apply_warm_start(run, warm, cmd.start_step)
         except BaseException:
             self._forget(run_id)
             raise
@@ -210,16 +187,16 @@ class TrainingHost:
         spec = cmd.run
         run_id = spec.run_id
         seed = int(spec.training.get("seed", cmd.seed))
-        out_dir = str(Path(self._workdir) / _safe_name(run_id))
+        out_dir = str(Path(self._workdir) / safe_name(run_id))
         run_args = build_sft_config(run_id, spec.training, output_dir=out_dir, total_steps=cmd.total_steps,
                                     seed=seed, device=self.device, has_eval=bool(cmd.eval_path))
         for note in run_args.warnings:
             self._warn_once(emit, run_id, note)
-        base = self._base_for(spec)
+        base = self._bases.get(spec)
         set_seed(seed)  # adapter init draws from it, as in TRL (SFTTrainer seeds before get_peft_model)
         adapter = None
         if spec.lora is not None:
-            adapter = _safe_name(run_id)
+            adapter = safe_name(run_id)
             config = LoraConfig(**{"task_type": "CAUSAL_LM", **dict(spec.lora)})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
@@ -279,100 +256,19 @@ class TrainingHost:
         self._reapply_offload(base)
         return run
 
-    def _base_for(self, spec: RunSpec) -> ResidentBase:
-        key = (spec.model_name, json.dumps(dict(spec.model_kwargs), sort_keys=True, default=str), spec.tokenizer)
-        if key in self._bases:
-            self._bases.move_to_end(key)
-            return self._bases[key]
-        while len(self._bases) >= self._max_bases:
-            old_key, old = next(iter(self._bases.items()))
-            self._log.info("evicting base %s (runs %s)", old_key[0], sorted(old.runs))
-            for run_id in list(old.runs):
-                self._forget(run_id)
-            del self._bases[old_key]
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        model, tokenizer = self._load(spec)
-        model.to(self.device)
-        base = ResidentBase(key=key, model=model, tokenizer=tokenizer)
-        self._bases[key] = base
-        return base
-
     def _load(self, spec: RunSpec) -> tuple[Any, Any]:
-        """(model, tokenizer) from the user's create_model hook or the model loader; failures name the hook."""
-        if self._create_model is not None:
-            hook = self._create_model
-            label = f"create_model hook {hook_name(hook)}"
-            model_config = {"model_name": spec.model_name, "model_type": spec.model_type,
-                            "model_kwargs": dict(spec.model_kwargs), "tokenizer": spec.tokenizer}
-            call = lambda: resolve_hook(hook, self._hooks, base_dir=self._hooks_base_dir)(model_config)  # noqa: E731
-        else:
-            label = f"model loader {hook_name(self._loader)}"
-            call = lambda: self._loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None,  # noqa: E731
-                                        tokenizer_name=spec.tokenizer)
-        try:
-            result = call()
-        except RftuiError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a user/engine hook failed; name it
-            raise ModelLoadError(f"{label} failed for {spec.model_name!r} (run {spec.run_id}): "
-                                 f"{type(exc).__name__}: {exc}") from exc
-        if not (isinstance(result, (tuple, list)) and len(result) == 2 and result[1] is not None):
-            raise ModelLoadError(f"{label} must return (model, tokenizer) for {spec.model_name!r} "
-                                 f"(run {spec.run_id}), got {type(result).__name__}")
-        return result[0], result[1]
+        return load_model(spec, loader=self._loader, create_model=self._create_model, hooks=self._hooks,
+                          hooks_base_dir=self._hooks_base_dir)
 
-    # ------------------------------------------------------------------ warm start
-
-    def _check_warm_compatible(self, spec: RunSpec, parent: CheckpointData) -> None:
-        mine, theirs = lora_signature(spec), parent.state.get("lora")
-        source = parent.path
-        if parent.state.get("model_name") not in (None, spec.model_name):
-            raise OpRefused(f"run {spec.run_id}: cannot warm-start from {source}: it trained "
-                            f"{parent.state.get('model_name')!r}, this run uses {spec.model_name!r}")
-        if (mine is None) != (theirs is None):
-            kinds = ("full fine-tuning", "LoRA")
-            raise OpRefused(f"run {spec.run_id}: cannot warm-start {kinds[mine is not None]} from a "
-                            f"{kinds[theirs is not None]} checkpoint ({source})")
-        if mine is not None:
-            for key in ("r", "target_modules", "modules_to_save"):
-                if mine.get(key) != theirs.get(key):
-                    raise OpRefused(f"run {spec.run_id}: cannot warm-start from {source}: LoRA {key} is "
-                                    f"{mine.get(key)!r} here but {theirs.get(key)!r} in the source; keep r and "
-                                    "target_modules, or clone without warm start")
-
-    def _warm_start(self, run: RunState, parent: CheckpointData, start_step: int) -> None:
-        """Start `run` from another run's checkpoint: adapter weights, optimizer moments and data position are
-        copied; the step counter is `start_step`.
-
-        LR rule: the new run keeps its own learning rate and schedule (type, warmup, total_steps); the
-        schedule is positioned at `start_step`, so the first warm step uses
-        `new_learning_rate * schedule(start_step)`. With an unchanged learning rate and schedule this is exactly
-        the source's LR at that step; with a new learning rate the optimizer groups' lr and the scheduler's
-        base_lrs are the new one, i.e. the source's schedule rescaled by new_lr / old_lr from there on.
-        """
-        try:
-            load_weights(run, parent.adapter, str(parent.path))
-            load_optimizer_state(run, parent, keep_hyperparameters=True)
-        except CheckpointError as exc:
-            raise OpRefused(f"run {run.run_id}: cannot warm-start from {parent.path}: {exc}") from exc
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
-            for _ in range(start_step):
-                run.lr_scheduler.step()
-        accumulation = run.trainer.args.gradient_accumulation_steps
-        batch = int(parent.state.get("batch_in_epoch", 0))
-        batch = min(batch - batch % accumulation, run.steps_in_epoch)
-        run.epoch, run.batch_in_epoch = int(parent.state.get("epoch", 0)), batch
-        run.epoch_iterator = None
-        run.global_step = run.last_logged_step = start_step
+    def _evict_base(self, base: ResidentBase) -> None:
+        self._log.info("evicting base %s (runs %s)", base.key[0], sorted(base.runs))
+        for run_id in list(base.runs):
+            self._forget(run_id)
 
     # ------------------------------------------------------------------ switching and memory
 
     def _switch_in(self, run: RunState) -> None:
-        base = self._bases[run.base_key]
-        self._bases.move_to_end(run.base_key)
+        base = self._bases.touch(run.base_key)
         if run.adapter_name is not None:
             base.peft.set_adapter(run.adapter_name)  # also makes only this adapter trainable
             if base.fused_forward is not None:
@@ -449,7 +345,7 @@ class TrainingHost:
         for base in self._bases.values():
             if run_id in base.runs:
                 base.runs.discard(run_id)
-                name = _safe_name(run_id)
+                name = safe_name(run_id)
                 if base.peft is not None and name in base.peft.peft_config:
                     base.peft.delete_adapter(name)
         if run is not None:
@@ -483,42 +379,6 @@ class TrainingHost:
                 amp_dtype=run.amp_dtype, default_seed=run.seed)
         return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks,
                                   self._hooks_base_dir)
-
-    def _export(self, run: RunState, adapters_root: str) -> str:
-        """Save the finished run atomically to `<adapters_root>/<run_id>/`: a PEFT adapter directory
-        (`PeftModel.from_pretrained(base, path)`) or, for full fine-tuning, a `from_pretrained` model directory."""
-        root = Path(adapters_root)
-        root.mkdir(parents=True, exist_ok=True)
-        dest = root / run.run_id
-        tmp = root / f".tmp-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
-        try:
-            if run.adapter_name is not None:
-                run.model.save_pretrained(str(tmp), selected_adapters=[run.adapter_name])
-                src = tmp / run.adapter_name if (tmp / run.adapter_name).is_dir() else tmp
-            else:
-                run.model.save_pretrained(str(tmp))
-                src = tmp
-            run.trainer.processing_class.save_pretrained(str(src))
-            (src / "rftui_run.json").write_text(json.dumps(
-                {"run": run.spec.to_dict(), "steps": run.global_step}, indent=1, default=str), encoding="utf-8")
-            staged = root / f".staged-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
-            src.rename(staged)
-            if dest.exists():
-                old = root / f".old-{_safe_name(run.run_id)}-{uuid.uuid4().hex[:8]}"
-                dest.rename(old)
-                staged.rename(dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                staged.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return str(dest)
-
-
-def _safe_name(run_id: str) -> str:
-    """Adapter / directory name for a run id (PEFT adapter names must not contain dots)."""
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", run_id)
-
 
 def _absolute(value: float, total_steps: int) -> int:
     import math
