@@ -21,6 +21,7 @@ from rftui.engine.layout import ExperimentDir
 from rftui.engine.messages import (
     DropRun, EvalDone, Preempt, QuantumDone, RunFailed, StepLogged, TrainQuantum, WorkerReady, WorkerWarning,
 )
+from rftui.engine.ops import KNOWN_OPS
 from rftui.engine.runs import TERMINAL, RunRecord
 from rftui.engine.scheduler import ChunkFairScheduler
 from rftui.engine.store import Store
@@ -277,7 +278,8 @@ class Controller:
         return out
 
     def _delete(self, rec: RunRecord, out: list[Any]) -> None:
-        self.scheduler.on_run_removed(rec.run_id)
+        if rec.status not in TERMINAL:  # completed and failed runs already left the scheduler
+            self.scheduler.on_run_removed(rec.run_id)
         self._set_status(rec, "deleted", out)
         if self.sink is not None:
             known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
@@ -368,6 +370,10 @@ class Controller:
         from rftui.engine.ops import apply
 
         status, reason, new_run_id = apply(self, op, run_id, args, out)
+        if op not in KNOWN_OPS:  # not an op at all: nothing to record
+            resolved = ev.OpResolved(None, source, op, run_id, status, reason, None)
+            out.append(resolved)
+            return resolved
         if op_id is None:
             op_id = self.store.record_op(source, op, run_id, args, status, reason, new_run_id)
         else:

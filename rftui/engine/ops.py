@@ -148,7 +148,11 @@ def _clone(ctl, rec, args, out) -> Result:
     warm_from = None
     if warm:
         target = ctl.exp.checkpoints / new_id / "warm-source"
-        shutil.copytree(rec.checkpoint_dir, target)  # the source may prune its own copy later
+        try:
+            shutil.copytree(rec.checkpoint_dir, target)  # the source may prune its own copy later
+        except OSError as exc:
+            shutil.rmtree(target.parent, ignore_errors=True)
+            return "refused", f"cannot copy run {rec.run_id}'s checkpoint for the warm start: {exc}", None
         warm_from = str(target)
     clone = RunRecord(spec=spec, ord=ctl.store.next_run_ord(), status="pending", total_steps=total,
                       num_chunks=rec.num_chunks, steps_done=steps_done,
@@ -165,3 +169,4 @@ def _clone(ctl, rec, args, out) -> Result:
 
 
 _HANDLERS["clone"] = _clone
+KNOWN_OPS = tuple(_HANDLERS)
