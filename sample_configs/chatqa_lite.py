@@ -57,7 +57,7 @@ def make_config(learning_rate):
             lr_scheduler_type="linear",
             per_device_train_batch_size=4,
             per_device_eval_batch_size=4,
-            max_steps=64,
+            max_steps=128,
             gradient_accumulation_steps=1,
             logging_steps=2,
             eval_strategy="steps",

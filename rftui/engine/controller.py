@@ -259,7 +259,7 @@ class Controller:
         self.scheduler.on_quantum_done(rec.run_id, worker_id, chunk_finished)
         reason = done.preempted or rec.pending_preempt
         rec.pending_preempt = None
-        if done.completed or rec.steps_done >= rec.total_steps:
+        if rec.steps_done >= rec.total_steps:
             self.scheduler.on_run_removed(rec.run_id)
             self._set_status(rec, "completed", out)
         elif reason == "stop":

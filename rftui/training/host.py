@@ -150,8 +150,14 @@ class TrainingHost:
     # ------------------------------------------------------------------ making a run resident
 
     def _holds_at(self, run: RunState, cmd: TrainQuantum) -> bool:
-        return (run.global_step == cmd.start_step and run.spec == cmd.run and run.total_steps == cmd.total_steps
-                and run.train_path == cmd.train_path and run.eval_path == cmd.eval_path)
+        """Fast path: the run is in memory at exactly `cmd.start_step` with the same config and data. Specs are
+        compared by their plain form, since hooks arrive as fresh objects with every command."""
+        same = (run.global_step == cmd.start_step and run.total_steps == cmd.total_steps
+                and run.train_path == cmd.train_path and run.eval_path == cmd.eval_path
+                and run.spec.to_dict() == cmd.run.to_dict())
+        if same:
+            run.spec = cmd.run
+        return same
 
     def _materialize(self, cmd: TrainQuantum, emit: Callable) -> RunState:
         """Create the run, then restore it from `cmd.checkpoint_dir`, warm-start it, or start it fresh."""
@@ -347,7 +353,9 @@ class TrainingHost:
                 base.runs.discard(run_id)
                 name = safe_name(run_id)
                 if base.peft is not None and name in base.peft.peft_config:
-                    base.peft.delete_adapter(name)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)  # "adapter was active, now deleted"
+                        base.peft.delete_adapter(name)
         if run is not None:
             run.epoch_iterator = None
             run.trainer = run.optimizer = run.lr_scheduler = run.model = None

@@ -179,7 +179,7 @@ def capture_checkpoint(run: RunState) -> CheckpointData:
         "tokens_since_log": run.tokens_since_log,
         "trl_metrics": trainer_metrics,
         "trl_total_train_tokens": int(run.trainer._total_train_tokens),
-        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "scaler": _jsonable(run.scaler.state_dict()) if run.scaler is not None else None,
     }
     return CheckpointData(
         step=run.global_step,
