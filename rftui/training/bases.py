@@ -45,7 +45,11 @@ def load_model(spec: RunSpec, *, loader: ModelLoader, create_model: Any = None,
     `loader(name, model_kwargs=..., tokenizer_name=...)`. Failures raise ModelLoadError naming the hook."""
     if create_model is not None:
         label = f"create_model hook {hook_name(create_model)}"
-        model_config = {"model_name": spec.model_name, "model_type": spec.model_type,
+        from rftui.training.builtin_model import resolve_model_path
+
+        # A built-in name resolves to its cached local directory, so the user's own
+        # `from_pretrained(model_config["model_name"])` works offline.
+        model_config = {"model_name": resolve_model_path(spec.model_name), "model_type": spec.model_type,
                         "model_kwargs": dict(spec.model_kwargs), "tokenizer": spec.tokenizer}
 
         def call():

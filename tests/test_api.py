@@ -1,0 +1,64 @@
+"""The Python API: the cookbook's calls on the built-in model and bundled data."""
+from __future__ import annotations
+
+import pytest
+from datasets import load_dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rftui import Experiment, List, RFGridSearch, RFLoraConfig, RFModelConfig, RFSFTConfig
+from rftui.errors import OpRefused
+from rftui.resources import sample_data_file
+
+created_with = []
+
+
+def create_model(model_config):
+    created_with.append(model_config["model_name"])
+    model = AutoModelForCausalLM.from_pretrained(model_config["model_name"], **model_config["model_kwargs"])
+    tokenizer = AutoTokenizer.from_pretrained(model_config["model_name"])
+    return model, tokenizer
+
+
+def compute_metrics(eval_preds):
+    predictions, references = eval_preds
+    return {"pred_count": float(len(predictions)), "ref_count": float(len(references))}
+
+
+def formatting(row):
+    return {"prompt": [{"role": "user", "content": row["instruction"]}],
+            "completion": [{"role": "assistant", "content": row["response"]}]}
+
+
+def test_cookbook_style_run_fit_then_clone_and_continue(tmp_path):
+    dataset = load_dataset("json", data_files=str(sample_data_file()))
+    train = dataset["train"].select(range(16)).shuffle(seed=42)
+    evals = dataset["train"].select(range(300, 304))
+    config = RFModelConfig(
+        model_name="rftui/tiny-llama",
+        peft_config=RFLoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]),
+        training_args=RFSFTConfig(learning_rate=List([1e-3, 1e-4]), per_device_train_batch_size=4, max_steps=4,
+                                  logging_steps=1, eval_strategy="steps", eval_steps=2, fp16=True),
+        model_kwargs={"device_map": "auto", "torch_dtype": "auto"},
+        formatting_func=formatting, compute_metrics=compute_metrics,
+        generation_config={"max_new_tokens": 4, "num_samples": 2},
+    )
+    experiment = Experiment(experiment_name="api-exp", mode="fit", workdir=tmp_path)
+    experiment.run_fit(RFGridSearch(configs=config, trainer_type="SFT"), create_model, train, evals,
+                       num_chunks=2, seed=42, quiet=True)
+    info = experiment.get_runs_info()
+    assert list(info["id"]) == ["r1", "r2"] and set(info["status"]) == {"completed"}
+    results = experiment.get_results()
+    r1 = results[results["run_id"] == "r1"]
+    assert list(r1["step"]) == [1, 2, 3, 4]
+    assert r1["loss"].notna().all() and r1["eval_loss"].notna().sum() >= 2
+    assert set(results.columns) >= {"run_id", "label", "step", "loss", "eval_loss", "rougeL", "bleu", "pred_count"}
+    assert results["pred_count"].dropna().eq(2.0).all()
+
+    with pytest.raises(OpRefused, match="completed"):
+        experiment.resume_run("r1")
+    new_id = experiment.clone_run("r1", {"learning_rate": 5e-4})
+    assert new_id == "r3"
+    experiment.resume(create_model, quiet=True)
+    info = experiment.get_runs_info().set_index("id")
+    assert info.loc["r3", "status"] == "completed" and info.loc["r3", "parent"] == "r1"
+    experiment.end()
