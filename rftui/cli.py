@@ -53,13 +53,20 @@ def _load_rows(spec):
 
 def _drive(exp, spec, store, args, first_events=()) -> int:
     from rftui.engine.assemble import make_controller
-    from rftui.headless import run_headless
 
     controller = make_controller(exp, spec, store, workers=args.workers, device=args.device,
                                  tracking_uri=args.tracking_uri, tracking=not args.no_tracking)
+    use_ui = not args.no_ui and not args.json
+    if use_ui and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        print("rftui: not a terminal; running headless (pass --no-ui to say so)", file=sys.stderr)
+        use_ui = False
+    if use_ui:
+        from rftui.ui.run import run_hosted
+
+        return run_hosted(controller, list(first_events), theme=args.theme)
+    from rftui.headless import run_headless
+
     events = list(first_events) + controller.start()
-    if not args.no_ui and not args.json:
-        print("rftui: the terminal UI is not part of this build yet; running headless", file=sys.stderr)
     return run_headless(controller, json_lines=args.json, first_events=events)
 
 
@@ -126,8 +133,18 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rftui.engine.setup import open_experiment
+    from rftui.ui.run import run_watch
+
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    return run_watch(exp, spec, store, theme=args.theme)
+
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ui", action="store_true", help="plain progress output instead of the terminal UI")
+    parser.add_argument("--theme", metavar="NAME", help="UI theme: rftui-dark (default), rftui-light, "
+                        "another file in themes/, a Textual theme name, or a path to a theme file")
     parser.add_argument("--json", action="store_true", help="print JSON-lines events (implies --no-ui)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="CPU worker processes (default 1; on CUDA: one per GPU)")
@@ -176,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
     ctl.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
     ctl.set_defaults(func=cmd_ctl)
+
+    watch = sub.add_parser("watch", help="the terminal UI for an experiment another process is training "
+                                         "(quitting leaves it running)")
+    watch.add_argument("experiment", help="experiment name (or its directory)")
+    watch.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    watch.add_argument("--theme", metavar="NAME", help="UI theme (see `rftui run --help`)")
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 

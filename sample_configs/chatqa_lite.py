@@ -63,6 +63,7 @@ def make_config(learning_rate):
             eval_strategy="steps",
             eval_steps=8,
             fp16=True,
+            gradient_checkpointing=False,
             max_length=256,
         ),
         model_type="causal_lm",

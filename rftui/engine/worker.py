@@ -242,8 +242,22 @@ def _setup_process(worker_id: int, device: str, log_path: str, options: dict) ->
         if threads:
             torch.set_num_threads(int(threads))
         if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
+            torch.cuda.set_device(0)  # the one GPU this worker sees (see _pin_gpu)
     return log
+
+
+def _pin_gpu(device: str) -> str:
+    """Make "cuda:N" the only GPU this process sees and return "cuda".
+
+    transformers' single-process Trainer trains on cuda:0 and TRL refuses when several GPUs are
+    visible, so each worker sees exactly its own. Must run before anything initialises CUDA.
+    """
+    if not device.startswith("cuda:"):
+        return device
+    index = int(device.split(":", 1)[1])
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
+    return "cuda"
 
 
 def _free_memory(backend: Any, run_id: str, device: str, log: logging.Logger) -> None:
@@ -298,7 +312,8 @@ def worker_main(worker_id: int, conn: Any, device: str, log_path: str,
                 backend_spec: str = DEFAULT_BACKEND, backend_options: Any = None) -> None:
     """Entry point of a worker process. `backend_options` is a dict or its cloudpickle bytes."""
     options = pickle.loads(backend_options) if isinstance(backend_options, bytes) else dict(backend_options or {})
-    log = _setup_process(worker_id, device, log_path, options)
+    train_device = _pin_gpu(device)
+    log = _setup_process(worker_id, train_device, log_path, options)
     channel = _Channel(conn)
 
     backend: Any = None
@@ -306,7 +321,7 @@ def worker_main(worker_id: int, conn: Any, device: str, log_path: str,
     t0 = time.perf_counter()
     try:
         factory = load_backend_factory(backend_spec)
-        backend = factory(worker_id, device=device, log=log, **options)
+        backend = factory(worker_id, device=train_device, log=log, **options)
     except Exception as exc:  # keep serving: every quantum gets the reason
         backend_error = f"worker backend {backend_spec} failed to start: {one_line_reason(exc)}"
         log.error("%s\n%s", backend_error, traceback.format_exc())

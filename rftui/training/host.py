@@ -16,6 +16,7 @@ import torch
 
 from rftui.config.runspec import RunSpec
 from rftui.engine.messages import EvalDone, QuantumDone, QuantumStarted, StepLogged, TrainQuantum, WorkerWarning
+from rftui.errors import RftuiError
 from rftui.training.bases import ModelLoader, ResidentBase, ResidentBases, default_loader, load_model
 from rftui.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rftui.training.evaluation import eval_loss, generate_predictions
@@ -45,7 +46,11 @@ class TrainingHost:
         RunSpecs (e.g. compute_metrics) to callables. `adapter_budget_bytes` caps adapter + optimizer bytes
         kept on the accelerator (least recently used runs are moved to host memory)."""
         self.worker_id = worker_id
-        self.device = device
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            # transformers puts a non-distributed Trainer on cuda:0 and TRL refuses several visible GPUs.
+            raise RftuiError(f"worker {worker_id}: {torch.cuda.device_count()} GPUs are visible, but a worker trains "
+                             f"on one: start it with CUDA_VISIBLE_DEVICES=<its GPU index> and device='cuda'")
+        self.device = "cuda:0" if device.startswith("cuda") else device  # the one visible GPU, where TRL puts data
         self._loader = model_loader or default_loader
         self._log = log or logging.getLogger(f"rftui.training.worker{worker_id}")
         self._create_model = create_model
@@ -56,7 +61,6 @@ class TrainingHost:
             self._log.warning("TrainingHost: ignoring unknown options %s", sorted(options))
         self._budget = adapter_budget_bytes
         self._hooks = dict(hooks or {})
-        self._max_bases = max(1, max_bases)
         self._bases = ResidentBases(device, max_bases, self._load, self._evict_base)
         self._runs: dict[str, RunState] = {}
         self._recency: OrderedDict[str, None] = OrderedDict()
@@ -203,13 +207,18 @@ class TrainingHost:
         adapter = None
         if spec.lora is not None:
             adapter = safe_name(run_id)
-            config = LoraConfig(**{"task_type": "CAUSAL_LM", **dict(spec.lora)})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
-                if base.peft is None:
-                    base.peft = get_peft_model(base.model, config, adapter_name=adapter)
-                else:
-                    base.peft.add_adapter(adapter, config)
+            base.runs.add(run_id)  # from here on, a failure is cleaned up by _forget
+            try:
+                config = LoraConfig(**{"task_type": "CAUSAL_LM", **dict(spec.lora)})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
+                    if base.peft is None:
+                        base.peft = get_peft_model(base.model, config, adapter_name=adapter)
+                    else:
+                        base.peft.add_adapter(adapter, config)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise RftuiError(f"run {run_id}: LoRA settings {dict(spec.lora)} do not fit {spec.model_name!r}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
             base.peft.set_adapter(adapter)
             model = base.peft
             marker = f".{adapter}."
@@ -222,7 +231,8 @@ class TrainingHost:
             params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         base.runs.add(run_id)
         tokenizer_key = base.key
-        trainer = build_trainer(model, base.tokenizer, run_args, train_path=cmd.train_path, eval_path=cmd.eval_path,
+        eval_for_loss = cmd.eval_path if run_args.eval_strategy != "no" else None  # generation reads raw rows
+        trainer = build_trainer(model, base.tokenizer, run_args, train_path=cmd.train_path, eval_path=eval_for_loss,
                                 tokenizer_key=tokenizer_key, cache=self._data)
         if adapter is not None:  # TRL patches the base's forward in every SFTTrainer; keep exactly one patch
             if base.fused_forward is None:
@@ -291,6 +301,15 @@ class TrainingHost:
     def _apply_checkpointing(self, run: RunState) -> None:
         args = run.trainer.args
         target = self._bases[run.base_key].model if run.adapter_name is not None else run.model
+        if not hasattr(args, "activation_checkpointing"):  # transformers before the rename
+            want = bool(args.gradient_checkpointing)
+            if bool(getattr(target, "is_gradient_checkpointing", False)) != want:
+                if want:
+                    target.gradient_checkpointing_enable(
+                        gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or None)
+                else:
+                    target.gradient_checkpointing_disable()
+            return
         want = bool(args.activation_checkpointing)
         if bool(getattr(target, "is_activation_checkpointing", False)) == want:
             return

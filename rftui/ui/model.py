@@ -148,17 +148,20 @@ class Changes:
 
 
 def _metric_text(metrics: dict[str, float]) -> str:
-    names = ("loss", "eval_loss", "rougeL", "bleu")
-    return " ".join(f"{n} {metrics[n]:.4f}" for n in names if n in metrics and metrics[n] is not None)
+    names = (("loss", "loss"), ("eval_loss", "eval loss"), ("rougeL", "ROUGE-L"))
+    return "".join(f", {title} {metrics[n]:.3f}" for n, title in names if metrics.get(n) is not None)
 
 
 def describe(event: Any, runs: dict[str, RunRow]) -> LogLine | None:
     """The event log line for an engine event, or None for events the log does not show."""
     if isinstance(event, ev.QuantumReport):
-        note = f", preempted ({event.preempted})" if event.preempted else ""
-        return LogLine("info", f"{event.run_id} chunk {event.chunk + 1}/{event.num_chunks} done: step "
-                               f"{event.steps_done}/{event.total_steps} {_metric_text(dict(event.metrics))} "
-                               f"in {event.seconds:.1f}s{note}".replace("  ", " "))
+        where = f"{event.run_id} chunk {event.chunk + 1}/{event.num_chunks}"
+        metrics = _metric_text(dict(event.metrics))
+        if event.preempted:
+            return LogLine("info", f"{where} cut short at step {event.steps_done}/{event.total_steps} "
+                                   f"({event.preempted}){metrics} ({event.seconds:.1f} s)")
+        return LogLine("info", f"{where} done: step {event.steps_done}/{event.total_steps}{metrics} "
+                               f"({event.seconds:.1f} s)")
     if isinstance(event, ev.RunStatusChanged) and event.status in ("completed", "stopped", "failed", "deleted"):
         level = {"completed": "success", "failed": "error", "stopped": "warning"}.get(event.status, "info")
         reason = f": {event.reason}" if event.reason else ""

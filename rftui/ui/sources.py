@@ -61,6 +61,21 @@ def split_points(events: list[Any]) -> tuple[list[Any], list[tuple]]:
     return rest, points
 
 
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, from the real terminal.
+
+    Workers start later, in the bridge thread, while Textual has replaced sys.stderr with an
+    object whose fileno() is -1; the tracker's launcher would pass that fd on and fail with
+    "bad value(s) in fds_to_keep". Once running, it is reused for every later process.
+    """
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    except Exception:  # no tracker on this platform: nothing to prepare
+        pass
+
+
 class HostedSource:
     """Drives a Controller in the bridge thread: start(), then step() until stopped."""
 
@@ -75,6 +90,9 @@ class HostedSource:
         self._stop = threading.Event()
         self._shutdown_begun = False
         self._closed = False
+        self.opened = False
+        self.closed_event = threading.Event()  # set once close() has run (the CLI waits on it)
+        start_resource_tracker()
 
     def _snapshot(self, events: list[Any], points: list[tuple] | None = None) -> Batch:
         rest, live = split_points(events)
@@ -87,6 +105,7 @@ class HostedSource:
 
     def open(self) -> Batch:
         ctl = self.controller
+        self.opened = True
         history = [(p["run_id"], p["step"], p["name"], p["value"], p["kind"]) for p in ctl.store.all_metrics(0)]
         events = self._first + ctl.start()
         batch = self._snapshot(events, history)
@@ -108,16 +127,19 @@ class HostedSource:
 
     @property
     def done(self) -> bool:
-        return self._shutdown_begun and self.controller.finished
+        return not self.opened or (self._shutdown_begun and self.controller.finished)
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def close(self) -> None:
-        if not self._closed:
+        if self.opened and not self._closed:
             self._closed = True
-            self.controller.close()
+            try:
+                self.controller.close()
+            finally:
+                self.closed_event.set()
 
     @property
     def closed(self) -> bool:

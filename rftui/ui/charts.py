@@ -1,0 +1,194 @@
+"""Loss charts: a paginated grid of per-run panes and one overlay of every run (textual-plotext).
+
+Each chart owns its `plt`; data is downsampled to the pane width before plotting, and a chart
+rebuilds its text only when its data, size or theme changed (plotext's build is the slow part).
+The screen decides when to draw (a 4 Hz timer, or at once after a key).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from textual.containers import Container
+from textual.message import Message
+from textual_plotext import PlotextPlot
+
+from rftui.ui.model import ExperimentModel, Series, downsample
+
+METRIC_TITLES = {"loss": "loss, ● eval loss", "eval_loss": "eval loss", "rougeL": "ROUGE-L",
+                 "bleu": "BLEU", "learning_rate": "learning rate"}
+MIN_PANE_WIDTH = 34
+MIN_PANE_HEIGHT = 8
+
+
+def _xy(series: Series | None, buckets: int) -> tuple[list[int], list[float]]:
+    if series is None or not len(series):
+        return [], []
+    return downsample(series.steps, series.values, buckets)
+
+
+def last_step(model: ExperimentModel, run_ids: list[str], metric: str) -> int:
+    steps = [0]
+    for run_id in run_ids:
+        for series in model.metric_series(run_id, metric):
+            if series is not None and len(series):
+                steps.append(series.steps[-1])
+    return max(steps)
+
+
+class Chart(PlotextPlot):
+    """A PlotextPlot whose rendered text is cached until `changed()` or a resize/theme switch."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._version = 0
+        self._cache_key: tuple | None = None
+        self._cache: Any = None
+
+    def changed(self) -> None:
+        self._version += 1
+        self.refresh()
+
+    def render(self):  # noqa: D102 - see PlotextPlot.render
+        key = (self.size.width, self.size.height, self.app.theme, self._version)
+        if key != self._cache_key or self._cache is None:
+            self._cache = super().render()
+            self._cache_key = key
+        return self._cache
+
+    @property
+    def plot_width(self) -> int:
+        return max(10, self.content_size.width or self.size.width or 40)
+
+    def plot_run(self, model: ExperimentModel, run_id: str, metric: str, color: Any, heavy: bool = False) -> None:
+        line, points = model.metric_series(run_id, metric)
+        buckets = self.plot_width
+        xs, ys = _xy(line, buckets)
+        if xs:
+            self.plt.plot(xs, ys, marker="hd" if heavy else "braille", color=color)
+        if points is not None and points is not line:
+            px, py = _xy(points, buckets)
+            if px:
+                self.plt.scatter(px, py, marker="●", color=color)
+        elif points is not None and len(xs) <= buckets // 2:
+            self.plt.scatter(xs, ys, marker="●", color=color)
+
+    def finish_axes(self, last_step: int = 0) -> None:
+        """Integer step ticks (plotext would label 16.8, 32.5, ...)."""
+        width = self.plot_width
+        count = max(2, min(5, width // 10))
+        top = max(1, last_step)
+        ticks = sorted({round(top * i / (count - 1)) for i in range(count)})
+        self.plt.xticks(ticks, [str(t) for t in ticks])
+
+
+class RunPane(Chart):
+    """One run's chart; the border says which run and its latest value."""
+
+    DEFAULT_CSS = """
+    RunPane { border: round $panel-lighten-2; border-title-color: $foreground; padding: 0; min-height: 6; }
+    RunPane.-selected { border: heavy $accent; border-title-color: $accent; border-title-style: bold; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_id: str | None = None
+
+    def draw(self, model: ExperimentModel, metric: str, color: Any) -> None:
+        self.plt.clear_data()
+        row = model.runs.get(self.run_id or "")
+        self.finish_axes(last_step(model, [self.run_id or ""], metric))
+        if row is None:
+            self.border_title = ""
+            self.border_subtitle = ""
+            self.changed()
+            return
+        self.plot_run(model, row.run_id, metric, color)
+        self.border_title = f"{row.run_id} {row.label}"
+        latest = row.last.get(metric)
+        self.border_subtitle = f"{metric} {latest:.4g}" if latest is not None and not math.isnan(latest) else row.status
+        self.changed()
+
+
+class OverlayChart(Chart):
+    """Every visible run on one chart; the selected run is drawn last and heavier."""
+
+    DEFAULT_CSS = """
+    OverlayChart { border: round $panel-lighten-2; border-title-color: $foreground; width: 1fr; }
+    """
+
+    def draw(self, model: ExperimentModel, metric: str, colors: dict[str, Any], selected: str | None,
+             page: str = "") -> None:
+        self.plt.clear_data()
+        runs = [r.run_id for r in model.visible_runs()]
+        self.finish_axes(last_step(model, runs, metric))
+        for run_id in sorted(runs, key=lambda r: r == selected):
+            self.plot_run(model, run_id, metric, colors.get(run_id, "white"), heavy=run_id == selected)
+        self.border_title = f"all runs · {METRIC_TITLES.get(metric, metric)}"
+        self.border_subtitle = " · ".join(p for p in (page, f"selected {selected}" if selected else "") if p)
+        self.changed()
+
+
+class ChartGrid(Container):
+    """As many run panes as fit (each at least MIN_PANE_WIDTH x MIN_PANE_HEIGHT); the page shown
+    is the one holding the selected run."""
+
+    DEFAULT_CSS = """
+    ChartGrid { layout: grid; grid-size: 1 1; width: 1fr; height: 1fr; grid-gutter: 0 1; }
+    """
+
+    class Resized(Message):
+        """The grid's size changed: the screen re-arranges the panes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.page = 0
+        self.pages = 1
+        self.capacity = 1
+        self._shape = (1, 1)
+        self._panes: list[RunPane] = []
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
+
+    def layout_for(self, count: int) -> tuple[int, int]:
+        width, height = self.size.width or 80, self.size.height or MIN_PANE_HEIGHT
+        cols = max(1, width // MIN_PANE_WIDTH)
+        rows = max(1, height // MIN_PANE_HEIGHT)
+        self.capacity = cols * rows
+        shown = max(1, min(count, self.capacity))
+        cols = min(cols, shown)
+        return cols, math.ceil(shown / cols)
+
+    def panes(self) -> list[RunPane]:
+        return list(self._panes)
+
+    def show_page(self, run_ids: list[str], selected: str | None) -> list[RunPane]:
+        """Show the page holding `selected`; returns the panes whose run changed (to redraw)."""
+        cols, rows = self.layout_for(len(run_ids))
+        if (cols, rows) != self._shape:
+            self._shape = (cols, rows)
+            self.styles.grid_size_columns = cols
+            self.styles.grid_size_rows = rows
+        self.pages = max(1, math.ceil(len(run_ids) / self.capacity))
+        if selected in run_ids:
+            self.page = run_ids.index(selected) // self.capacity
+        self.page = min(self.page, self.pages - 1)
+        shown = run_ids[self.page * self.capacity:(self.page + 1) * self.capacity]
+        if len(self._panes) < len(shown):
+            new = [RunPane() for _ in range(len(shown) - len(self._panes))]
+            self.mount_all(new)
+            self._panes += new
+        for extra in self._panes[len(shown):]:
+            extra.remove()
+        panes = self._panes = self._panes[:len(shown)]
+        changed = []
+        for pane, run_id in zip(panes, shown):
+            if pane.run_id != run_id:
+                pane.run_id = run_id
+                changed.append(pane)
+            pane.set_class(run_id == selected, "-selected")
+        return changed
+
+    def visible_runs(self) -> Iterable[str]:
+        return [p.run_id for p in self.panes() if p.run_id]

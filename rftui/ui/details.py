@@ -1,0 +1,95 @@
+"""Run details (enter): status, the full config, a table of recent metrics and the worker log tail."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+
+from rftui.ui.model import ExperimentModel
+
+TAIL_BYTES = 16_384
+TAIL_LINES = 40
+TABLE_ROWS = 15
+
+
+def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log file (reads only its end)."""
+    if path is None:
+        return "(no worker has run this run yet)"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror or exc})"
+    tail = data.splitlines()[-lines:]
+    return "\n".join(tail) if tail else f"({path} is empty)"
+
+
+def metrics_rows(model: ExperimentModel, run_id: str, limit: int = TABLE_ROWS) -> tuple[list[str], list[list[str]]]:
+    """(metric names, rows of [step, values...]) for the run's last `limit` logged steps."""
+    per_run = model.series.get(run_id, {})
+    names = [n for n in ("loss", "eval_loss", "rougeL", "bleu", "learning_rate", "grad_norm") if n in per_run]
+    names += sorted(n for n in per_run if n not in names)
+    by_step: dict[int, dict[str, float]] = {}
+    for name in names:
+        series = per_run[name]
+        for step, value in zip(series.steps[-limit:], series.values[-limit:]):
+            by_step.setdefault(step, {})[name] = value
+    steps = sorted(by_step)[-limit:]
+    rows = [[str(step)] + [f"{by_step[step][n]:.5g}" if n in by_step[step] else "" for n in names]
+            for step in reversed(steps)]
+    return names, rows
+
+
+class DetailsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DetailsScreen VerticalScroll { padding: 0 1; }
+    DetailsScreen .heading { text-style: bold; color: $primary; margin-top: 1; }
+    DetailsScreen #config, DetailsScreen #log { background: $surface; padding: 0 1; }
+    DetailsScreen DataTable { height: auto; max-height: 18; }
+    """
+    BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details-close")]
+
+    def __init__(self, model: ExperimentModel, run_id: str, log_path: Path | None) -> None:
+        super().__init__()
+        self.model, self.run_id, self.log_path = model, run_id, log_path
+
+    def compose(self) -> ComposeResult:
+        row = self.model.runs[self.run_id]
+        lines = [f"{row.run_id}  {row.label}", f"status {row.status}"
+                 + (f" ({row.reason})" if row.reason else ""),
+                 f"step {row.step}/{row.total_steps}, chunk {row.chunks_done}/{row.num_chunks}"]
+        if row.parent:
+            lines.append(f"clone of {row.parent}" + (" (warm start)" if row.warm_start else ""))
+        with VerticalScroll():
+            yield Static(Text("\n".join(lines)), id="summary")
+            yield Label("Metrics (latest steps first)", classes="heading")
+            yield DataTable(id="metrics", zebra_stripes=True, cursor_type="none")
+            yield Label("Config", classes="heading")
+            config = dict(row.spec) if row.spec else {"knobs": dict(row.knobs)}
+            yield Static(Text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None)), id="config")
+            where = str(self.log_path) if self.log_path else "worker log"
+            yield Label(f"Log tail: {where}", classes="heading")
+            yield Static(Text(log_tail(self.log_path)), id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#metrics", DataTable)
+        names, rows = metrics_rows(self.model, self.run_id)
+        table.add_columns("step", *names)
+        for values in rows:
+            table.add_row(*values)
+        if not rows:
+            table.add_column("no metrics logged yet")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,46 @@
+"""The `?` screen: every key (after the user's keymap) and what it does."""
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+INTRO = ("Keys act on the selected run (arrows move the selection; click a row or a column header "
+         "to select or sort). Every key can be remapped by id in the config: ui: {keymap: {stop: ctrl+x}}.")
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical { width: 76; max-width: 95%; height: auto; max-height: 90%;
+                            border: thick $primary; background: $surface; padding: 0 1; }
+    HelpScreen #title { text-style: bold; color: $primary; width: 1fr; }
+    HelpScreen #intro { color: $foreground-muted; width: 1fr; margin-bottom: 1; }
+    HelpScreen VerticalScroll { height: auto; max-height: 30; }
+    """
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help-close")]
+
+    def __init__(self, keys: list[tuple[str, str, str]]) -> None:
+        """`keys`: (key display, description, binding id) rows."""
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(ratio=1)
+        table.add_column(style="dim", no_wrap=True)
+        for key, description, binding_id in self.keys:
+            table.add_row(Text(key), Text(description), Text(binding_id))
+        with Vertical():
+            yield Label("rftui keys", id="title")
+            yield Static(INTRO, id="intro")
+            with VerticalScroll():
+                yield Static(table, id="keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,249 @@
+"""The main screen: runs table, chart grid + overlay, event log, status bar, footer; the op keys.
+
+Batches from the source only update the model and set dirty flags; a timer redraws what is
+dirty at most `redraw_hz` times a second inside `app.batch_update()`. A key redraws at once.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from rftui.ui.charts import ChartGrid, OverlayChart
+from rftui.ui.clone_dialog import CloneDialog
+from rftui.ui.confirm import ConfirmDialog
+from rftui.ui.details import DetailsScreen
+from rftui.ui.event_log import EventLog
+from rftui.ui.model import METRICS, Batch, Changes, ExperimentModel, LogLine
+from rftui.ui.runs_table import RunsTable
+from rftui.ui.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from rftui.ui.app import RftuiApp
+
+WIDE = 140
+TALL = 40
+
+
+class MainScreen(Screen[None]):
+    DEFAULT_CSS = """
+    MainScreen { layout: vertical; }
+    MainScreen #charts { height: 1fr; min-height: 6; }
+    MainScreen #charts ChartGrid { width: 1fr; }
+    MainScreen.-wide #charts ChartGrid { width: 2fr; }
+    """
+    BINDINGS = [
+        Binding("s", "op('stop')", "Stop", id="stop",
+                tooltip="Stop the selected run at its next optimizer step (checkpointed, resumable)"),
+        Binding("r", "op('resume')", "Resume", id="resume", tooltip="Resume the selected stopped run"),
+        Binding("c", "clone(False)", "Clone", id="clone",
+                tooltip="Clone the selected run with edited knobs, trained from scratch"),
+        Binding("w", "clone(True)", "Warm", id="clone-warm",
+                tooltip="Clone with warm start: continue from the run's current state with edited knobs"),
+        Binding("d", "delete", "Delete", id="delete", tooltip="Delete the selected run (asks first)"),
+        Binding("enter", "details", "Details", id="details",
+                tooltip="Run details: full config, recent metrics, worker log tail"),
+        Binding("m", "cycle_metric", "Metric", id="metric",
+                tooltip="Chart metric: loss, eval loss, ROUGE-L, BLEU, learning rate"),
+        Binding("o", "cycle_sort", "Sort", id="sort", show=False,
+                tooltip="Sort the table by the next column (or click a header; again to reverse)"),
+        Binding("t", "app.cycle_theme", "Theme", id="theme", show=False, tooltip="Next theme"),
+        Binding("question_mark", "app.help", "Help", id="help", tooltip="This help"),
+        Binding("q", "app.request_quit", "Quit", id="quit",
+                tooltip="Quit: stop and checkpoint (resume later); a watcher just stops watching"),
+    ]
+
+    app: "RftuiApp"
+
+    def __init__(self, model: ExperimentModel) -> None:
+        super().__init__()
+        self.model = model
+        self.metric = "loss"
+        self.selected: str | None = None
+        self._dirty_runs: set[str] = set()
+        self._dirty_series: set[str] = set()
+        self._columns = True
+        self._status = True
+        self._all = True          # redraw every chart
+        self._table_all = True    # rebuild the table (columns, theme colours)
+
+    def compose(self) -> ComposeResult:
+        yield RunsTable(id="runs")
+        with Horizontal(id="charts"):
+            yield ChartGrid(id="grid")
+            yield OverlayChart(id="overlay")
+        yield EventLog(self.app.elapsed, id="log")
+        yield StatusBar(id="status")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / self.app.redraw_hz, self.flush, name="redraw")
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw_all())
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= WIDE, "-wide")
+        tall = self.size.height >= TALL
+        self.query_one(RunsTable).set_class(tall, "-tall")
+        self.query_one(EventLog).set_class(tall, "-tall")
+        self._all = self._table_all = True
+        self.call_after_refresh(self.flush)
+
+    # ------------------------------------------------------------------ feeding
+
+    def apply_batch(self, batch: Batch) -> Changes:
+        changes = self.model.apply(batch)
+        self._dirty_runs |= changes.runs
+        self._dirty_series |= changes.series
+        self._columns |= changes.columns
+        self._status = True
+        for line in changes.log:
+            self.log_line(line)
+        return changes
+
+    def log_line(self, line: LogLine) -> None:
+        self.query_one(EventLog).add(line)
+
+    def redraw_all(self) -> None:
+        self._all = self._table_all = self._columns = self._status = True
+        self.flush()
+
+    def flush(self) -> None:
+        """Redraw what changed since the last flush (the timer calls this; keys call it at once)."""
+        if not (self._all or self._table_all or self._dirty_runs or self._dirty_series or self._columns
+                or self._status):
+            self._refresh_status()
+            return
+        table = self.query_one(RunsTable)
+        with self.app.batch_update():
+            if self._table_all or self._columns or self._dirty_runs:
+                table.sync(self.model, self._dirty_runs, self._columns, force=self._table_all)
+                if self.selected is None or self.selected not in {r.run_id for r in self.model.visible_runs()}:
+                    self.selected = table.selected_run
+            self._draw_charts(self._dirty_series, everything=self._all)
+            self._refresh_status()
+        self._dirty_runs, self._dirty_series = set(), set()
+        self._columns = self._all = self._table_all = self._status = False
+
+    def _ordered_runs(self) -> list[str]:
+        table = self.query_one(RunsTable)
+        return [row.key.value for row in table.ordered_rows] or [r.run_id for r in self.model.visible_runs()]
+
+    def _draw_charts(self, dirty: set[str], everything: bool = False) -> None:
+        grid = self.query_one(ChartGrid)
+        colors = self.query_one(RunsTable).run_colors
+        moved = grid.show_page(self._ordered_runs(), self.selected)
+        for pane in grid.panes():
+            if everything or pane in moved or pane.run_id in dirty:
+                pane.draw(self.model, self.metric, colors.get(pane.run_id or "", (128, 128, 128)))
+        if everything or dirty or moved:
+            self.query_one(OverlayChart).draw(self.model, self.metric, colors, self.selected, self._page_text())
+
+    def _page_text(self) -> str:
+        grid = self.query_one(ChartGrid)
+        return f"panes {grid.page + 1}/{grid.pages}" if grid.pages > 1 else ""
+
+    def _refresh_status(self) -> None:
+        app = self.app
+        note = "" if app.bridge_alive else "engine stopped"
+        self.query_one(StatusBar).show(self.model, app.elapsed(), app.source.hosted, app.stopping, note)
+
+    @on(ChartGrid.Resized)
+    def _grid_resized(self) -> None:
+        self._all = True
+        self.call_after_refresh(self.flush)
+
+    # ------------------------------------------------------------------ selection
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        run_id = event.row_key.value if event.row_key is not None else None
+        if run_id == self.selected:
+            return
+        previous, self.selected = self.selected, run_id
+        with self.app.batch_update():
+            self._draw_charts({r for r in (previous, run_id) if r})
+            self.query_one(OverlayChart).draw(self.model, self.metric, self.query_one(RunsTable).run_colors, run_id,
+                                              self._page_text())
+
+    @on(DataTable.RowSelected, "#runs")
+    def _row_clicked(self, event: DataTable.RowSelected) -> None:
+        self.action_details()
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        self.query_one(RunsTable).sort_by(str(event.column_key.value), self.model)
+
+    # ------------------------------------------------------------------ actions
+
+    def _target(self, run_id: str | None = None) -> str | None:
+        run_id = run_id or self.selected or self.query_one(RunsTable).selected_run
+        if run_id is None or run_id not in self.model.runs:
+            self.app.notify("No run selected", severity="warning")
+            return None
+        return run_id
+
+    def action_op(self, op: str, run_id: str | None = None) -> None:
+        target = self._target(run_id)
+        if target is not None:
+            self.app.send_op(op, target)
+
+    def action_clone(self, warm: bool, run_id: str | None = None) -> None:
+        target = self._target(run_id)
+        if target is None:
+            return
+
+        def submit(edits: dict | None) -> None:
+            if edits is not None:
+                self.app.send_op("clone", target, {"edits": edits, "warm_start": warm})
+
+        self.app.push_screen(CloneDialog(self.model.runs[target], warm), submit)
+
+    def action_delete(self, run_id: str | None = None) -> None:
+        target = self._target(run_id)
+        if target is None:
+            return
+        row = self.model.runs[target]
+        body = (f"{target} ({row.label}) is {row.status}. A running run stops at its next optimizer "
+                "step; the run is hidden, its data stays in the experiment's store.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.send_op("delete", target)
+
+        self.app.push_screen(ConfirmDialog(f"Delete run {target}?", body), answer)
+
+    def action_details(self, run_id: str | None = None) -> None:
+        target = self._target(run_id)
+        if target is None:
+            return
+        worker = self.model.last_worker(target)
+        path = self.app.source.worker_log(worker) if worker is not None and worker >= 0 else None
+        self.app.push_screen(DetailsScreen(self.model, target, path))
+
+    def action_cycle_metric(self) -> None:
+        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        self._all = True
+        self.flush()
+
+    def action_cycle_sort(self) -> None:
+        key = self.query_one(RunsTable).next_sort(self.model)
+        self._all = self._table_all = True
+        self.flush()
+        self.app.notify(f"sorted by {key.removeprefix('knob:')}", timeout=1.5)
+
+    def set_metric(self, metric: str) -> None:
+        if metric in METRICS:
+            self.metric = metric
+            self._all = True
+            self.flush()
+
+    def current(self) -> dict[str, Any]:
+        """What the screen shows now (for tests and the command palette)."""
+        grid = self.query_one(ChartGrid)
+        return {"selected": self.selected, "metric": self.metric, "page": grid.page, "pages": grid.pages,
+                "panes": list(grid.visible_runs())}

@@ -1,0 +1,48 @@
+"""Entry points the CLI calls: run the terminal UI over a hosted controller, or over a watched store."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rftui.ui.app import EXIT_INTERRUPTED, build_app
+from rftui.ui.sources import HostedSource
+
+
+def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: str | None = None) -> int:
+    """Train with the UI on screen. Quitting checkpoints; the exit code is 0 when every run ended
+    and 130 when the experiment was stopped early (resume it later)."""
+    from rftui.report import failure_reasons, leaderboard_text, show_data
+
+    source = HostedSource(controller, first_events)
+    app = build_app(source, theme=theme)
+    try:
+        code = app.run()
+    finally:
+        # The bridge thread owns the controller until it has closed it; after a crash or an
+        # abrupt exit it is still checkpointing here, so wait for it (never step from two threads).
+        if source.opened and not source.closed_event.is_set():
+            print("rftui: checkpointing running quanta before exiting...", file=sys.stderr)
+            source.request_stop()
+            source.closed_event.wait()
+    finished = controller.store.get_meta("status") == "finished"
+    data = show_data(controller.exp, controller.store, include_deleted=False)
+    print(leaderboard_text(data, failure_reasons(controller.store)))
+    if not finished:
+        print(f"rftui: stopped and checkpointed; continue with `rftui resume {controller.spec.name} "
+              f"--workdir {controller.exp.workdir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED if code in (None, 0, EXIT_INTERRUPTED) else code
+    return 0 if code in (None, 0, EXIT_INTERRUPTED) else code
+
+
+def run_watch(exp: Any, spec: Any, store: Any, theme: str | None = None) -> int:
+    """Watch an experiment that another process trains; quitting leaves it running."""
+    from rftui.ui.watch import WatchSource
+
+    source = WatchSource(exp, spec, store)
+    app = build_app(source, theme=theme)
+    try:
+        app.run()
+    finally:
+        source.close()
+        store.close()
+    return 0

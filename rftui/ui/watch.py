@@ -1,0 +1,159 @@
+"""WatchSource: the screen for an experiment that another process trains, read from its state.db.
+
+Every `interval` seconds it reads the points added since the last seq, the runs, the quanta and
+the resolved ops, and turns the differences into the same events a hosted controller emits.
+Ops go through `rftui.control.submit` (in a thread), exactly like `rftui ctl`; their outcome
+comes back through the ops table, so every op (ours, `rftui ctl`'s, the trainer's own keys)
+shows once. Quitting a watcher never touches the experiment.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from rftui.engine import events as ev
+from rftui.errors import OpRefused, RftuiError
+from rftui.ui.model import Batch, RunRow
+
+POLL_SECONDS = 0.5
+
+
+class WatchSource:
+    hosted = False
+
+    def __init__(self, exp: Any, spec: Any, store: Any, interval: float = POLL_SECONDS,
+                 submit: Callable[..., dict] | None = None, num_workers: int | None = None):
+        from rftui.control import submit as control_submit
+
+        self.exp, self.spec, self.store = exp, spec, store
+        self.name = spec.name
+        self.interval = interval
+        self._submit = submit or control_submit
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rftui-watch-op")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._seq = 0
+        self._op_seen = 0
+        self._quanta_seen: dict[int, str] = {}
+        self._status: dict[str, str] = {}
+        self._last: dict[str, dict[str, float]] = {}
+        self._closed = False
+        quanta = store.list_quanta()
+        self.num_workers = num_workers or max([1] + [int(q["worker_id"]) + 1 for q in quanta
+                                                     if q.get("worker_id") is not None])
+
+    # ------------------------------------------------------------------ the feed
+
+    def open(self) -> Batch:
+        ops = self.store.list_ops()
+        self._op_seen = max((o["id"] for o in ops), default=0)
+        batch = self._read(first=True)
+        batch.events.insert(0, ev.Progress(f"watching experiment {self.name} ({self.exp.root}); "
+                                           "quitting leaves it running"))
+        return batch
+
+    def poll(self) -> Batch:
+        self._wake.wait(self.interval)
+        self._wake.clear()
+        if self._stop.is_set():
+            return Batch()
+        return self._read(first=False)
+
+    def _read(self, first: bool) -> Batch:
+        store = self.store
+        events: list[Any] = []
+        points = []
+        for p in store.all_metrics(self._seq):
+            self._seq = max(self._seq, p["seq"])
+            points.append((p["run_id"], p["step"], p["name"], p["value"], p["kind"]))
+            if p["value"] is not None:
+                self._last.setdefault(p["run_id"], {})[p["name"]] = p["value"]
+        rows = [RunRow.from_store(r) for r in store.list_runs()]
+        by_id = {r.run_id: r for r in rows}
+        for row in rows:
+            row.last = dict(self._last.get(row.run_id, {}))
+            before = self._status.get(row.run_id)
+            if before is None and not first:
+                events.append(ev.RunAdded(row.run_id, row.label, row.parent, row.warm_start))
+            if before is not None and before != row.status:
+                events.append(ev.RunStatusChanged(row.run_id, row.status, row.reason))
+            self._status[row.run_id] = row.status
+        workers: dict[int, str | None] = {w: None for w in range(self.num_workers)}
+        for q in store.list_quanta():
+            worker = q.get("worker_id")
+            if q["status"] == "running" and worker is not None:
+                workers[int(worker)] = q["run_id"]
+                if worker + 1 > self.num_workers:
+                    self.num_workers = worker + 1
+            seen = self._quanta_seen.get(q["id"])
+            if seen is None:
+                events.append(ev.QuantumDispatched(worker if worker is not None else -1, q["run_id"], q["chunk"],
+                                                   q["start_step"], q["end_step"]))
+            if q["status"] != "running" and seen != "closed":
+                events.append(self._report(q, by_id.get(q["run_id"])))
+                self._quanta_seen[q["id"]] = "closed"
+            else:
+                self._quanta_seen.setdefault(q["id"], "open")
+        for op in store.list_ops():
+            if op["id"] <= self._op_seen or op["status"] == "pending":
+                continue
+            self._op_seen = op["id"]
+            events.append(ev.OpResolved(op["id"], op["source"], op["op"], op["run_id"], op["status"],
+                                        op.get("reason"), op.get("new_run_id")))
+        return Batch(events=events, points=points, runs=rows, workers=workers,
+                     status=store.get_meta("status") or "unknown")
+
+    def _report(self, q: dict, row: RunRow | None) -> ev.QuantumReport:
+        seconds = sum(q.get(k) or 0.0 for k in ("train_seconds", "switch_seconds", "eval_seconds"))
+        end = q.get("end_step") if q.get("end_step") is not None else q["start_step"]
+        preempted = None if q["status"] == "done" else q["status"]
+        return ev.QuantumReport(
+            run_id=q["run_id"], worker_id=q.get("worker_id") if q.get("worker_id") is not None else -1,
+            chunk=q["chunk"], num_chunks=row.num_chunks if row else 0, steps_done=end,
+            total_steps=row.total_steps if row else 0, seconds=seconds,
+            train_seconds=q.get("train_seconds") or 0.0, switch_seconds=q.get("switch_seconds") or 0.0,
+            eval_seconds=q.get("eval_seconds") or 0.0, preempted=preempted,
+            metrics=dict(self._last.get(q["run_id"], {})))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def done(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ ops
+
+    def ops(self, op: str, run_id: str | None, args: dict | None = None) -> Future:
+        """Submit like `rftui ctl`; the outcome shows up in the ops table (None result) unless
+        the submission itself fails (then the Future holds a refused OpResolved)."""
+        outer: Future = Future()
+
+        def send() -> None:
+            try:
+                self._submit(self.exp, self.spec, self.store, op, run_id, dict(args or {}), source="tui")
+                outer.set_result(None)
+            except OpRefused:
+                outer.set_result(None)  # recorded in the ops table with its reason
+            except RftuiError as exc:
+                outer.set_result(ev.OpResolved(None, "tui", op, run_id, "refused", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - shown in the event log, never raised into the UI
+                outer.set_result(ev.OpResolved(None, "tui", op, run_id, "refused", f"{type(exc).__name__}: {exc}"))
+            finally:
+                self._wake.set()
+
+        self._pool.submit(send)
+        return outer
+
+    def worker_log(self, worker_id: int) -> Path | None:
+        return Path(self.exp.logs) / f"worker-{worker_id}.log"

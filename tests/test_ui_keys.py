@@ -1,0 +1,219 @@
+"""Pilot tests: each key sends the right op to the source; refusals show their reason; quitting."""
+from __future__ import annotations
+
+import pytest
+
+from ui_helpers import FixedClock, record, settle
+
+from rftui.engine import events as ev
+from rftui.ui.app import build_app
+from rftui.ui.clone_dialog import CloneDialog, check_edits, editable_knobs
+from rftui.ui.confirm import ConfirmDialog
+from rftui.ui.details import DetailsScreen
+from rftui.ui.help import HelpScreen
+from rftui.ui.quit_dialog import QuitDialog
+from rftui.ui.runs_table import RunsTable
+
+SIZE = (120, 36)
+pytestmark = pytest.mark.anyio
+
+
+def recorded_app(tmp_path, respond=None, keymap=None, quanta=3):
+    source = record(tmp_path, quanta=quanta)
+    if respond is not None:
+        source.respond = respond
+    return build_app(source, theme="rftui-dark", clock=FixedClock(), keymap=keymap), source
+
+
+def applied(op, run_id, args):
+    return ev.OpResolved(None, "tui", op, run_id, "applied")
+
+
+async def test_stop_and_resume_keys_send_ops_for_the_selected_run(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.main.selected == "r1"
+        await pilot.press("down")
+        assert app.main.selected == "r2"
+        await pilot.press("s")
+        await pilot.press("r")
+        await pilot.pause()
+    assert source.ops_sent == [("stop", "r2", {}), ("resume", "r2", {})]
+
+
+async def test_clone_key_sends_only_the_changed_knobs(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("c")
+        dialog = app.screen
+        assert isinstance(dialog, CloneDialog) and not dialog.warm
+        editor = dialog.query_one("TextArea")
+        assert "learning_rate: 0.001" in editor.text and "model_name" not in editor.text
+        editor.text = editor.text.replace("learning_rate: 0.001", "learning_rate: 5.0e-4").replace("lora.r: 8", "lora.r: 16")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not isinstance(app.screen, CloneDialog)
+    assert source.ops_sent == [("clone", "r1", {"edits": {"learning_rate": 5e-4, "lora.r": 16}, "warm_start": False})]
+
+
+async def test_warm_clone_key_sets_warm_start(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("w")
+        assert isinstance(app.screen, CloneDialog) and app.screen.warm
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("learning_rate: 0.001", "learning_rate: 0.002")
+        await pilot.click("#submit")
+        await pilot.pause()
+    assert source.ops_sent == [("clone", "r1", {"edits": {"learning_rate": 0.002}, "warm_start": True})]
+
+
+async def test_clone_dialog_shows_validation_errors_and_stays_open(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("c")
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("lora.r: 8", "lora.r: eight")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, CloneDialog)
+        assert any("lora.r" in p and "integer" in p for p in app.screen.problems)
+        problems = str(app.screen.query_one("#problems").render())
+        assert "lora.r" in problems
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CloneDialog)
+    assert source.ops_sent == []
+
+
+def test_check_edits_rules():
+    knobs = {"model_name": "m", "learning_rate": 1e-3, "lora.r": 8, "generation.top_p": 0.9, "formatting_func": "x:y"}
+    original = editable_knobs(knobs)
+    assert set(original) == {"learning_rate", "lora.r", "generation.top_p"}
+    edits, problems = check_edits("learning_rate: 1e-4\nlora.r: 8\ngeneration.top_p: 0.9\n", original, False, True)
+    assert edits == {"learning_rate": 1e-4} and problems == []
+    _, problems = check_edits("learning_rate: [\n", original, False, True)
+    assert problems and "YAML" in problems[0]
+    _, problems = check_edits("learning_rate: 1e-4\nlora.r: 16\ngeneration.top_p: 0.9\n", original, True, True)
+    assert any("warm start" in p for p in problems)
+    _, problems = check_edits("lora.r: 8\ngeneration.top_p: 0.9\n", original, False, True)
+    assert any("learning_rate" in p and "removed" in p for p in problems)
+    _, problems = check_edits("learning_rate: 1e-3\nlora.r: 8\ngeneration.top_p: 0.9\nmodel_name: other\n",
+                              original, False, True)
+    assert any("model_name" in p for p in problems)
+
+
+async def test_delete_asks_first(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("enter")  # the focused button is Cancel
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert source.ops_sent == []
+        await pilot.press("d", "y")
+        await pilot.pause()
+    assert source.ops_sent == [("delete", "r1", {})]
+
+
+async def test_a_refused_op_shows_its_reason(tmp_path):
+    def refuse(op, run_id, args):
+        return ev.OpResolved(7, "tui", op, run_id, "refused", f"run {run_id} is completed; nothing to stop")
+
+    app, source = recorded_app(tmp_path, respond=refuse)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.pause()
+        log = app.main.query_one("#log").texts()
+        assert any("refused" in line and "nothing to stop" in line for line in log), log
+        assert any("nothing to stop" in n.message for n in app._notifications)
+
+
+async def test_stop_through_the_controller_changes_the_row(tmp_path):
+    app, source = recorded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        running = [r.run_id for r in app.model.runs.values() if r.status == "running"][0]
+        app.main.query_one(RunsTable).select_run(running)
+        await pilot.pause()
+        await pilot.press("s")
+        await settle(pilot, app, until=lambda: app.model.runs[running].status == "stopped")
+        cell = app.main.query_one(RunsTable).get_cell(running, "status")
+        assert cell.plain == "stopped"
+        assert any(f"{running} stopped" in line for line in app.main.query_one("#log").texts())
+
+
+async def test_view_keys_metric_theme_sort_help_details(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("m")
+        assert app.main.metric == "eval_loss"
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before
+        await pilot.press("o")
+        assert app.main.query_one(RunsTable).sort_key == "status"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert any(row[2] == "stop" for row in app.screen.keys)
+        await pilot.press("escape")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailsScreen) and app.screen.run_id == app.main.selected
+        await pilot.press("escape")
+        assert app.screen is app.main
+    assert source.ops_sent == []
+
+
+async def test_user_keymap_overrides_by_binding_id(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied, keymap={"stop": "x"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("s")
+        await pilot.press("x")
+        await pilot.pause()
+        assert any(row[0] == "x" and row[2] == "stop" for row in app.key_help())
+    assert source.ops_sent == [("stop", "r1", {})]
+
+
+async def test_command_palette_runs_ops(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.run_command("stop", "r3")
+        await pilot.pause()
+    assert source.ops_sent == [("stop", "r3", {})]
+
+
+async def test_quit_stops_and_checkpoints_a_hosted_experiment(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitDialog) and app.screen.default == "stop"
+        await pilot.press("escape")
+        assert not source.done
+        await pilot.press("q", "q")
+        await pilot.pause(0.2)
+    assert source.done
+    assert app.return_value == 130  # stopped before every run ended: resumable
+
+
+@pytest.mark.parametrize("hosted", [False])
+async def test_quitting_a_watcher_never_stops_the_experiment(tmp_path, hosted):
+    app, source = recorded_app(tmp_path, respond=applied)
+    source.hosted = hosted
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("q")
+        assert app.screen.default == "quit"
+        await pilot.press("q")
+        await pilot.pause()
+    assert source.ops_sent == []
+    assert app.return_value == 0

@@ -1,0 +1,95 @@
+"""`rftui watch`: the same screen fed by polling another controller's store; ops go through ctl's path.
+
+Also the UI model's own rules (series replacement, downsampling, ETA).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from engine_helpers import drive, fake_experiment
+from ui_helpers import FixedClock
+
+from rftui.engine import events as ev
+from rftui.engine.setup import open_experiment
+from rftui.ui.app import build_app
+from rftui.ui.model import Batch, ExperimentModel, RunRow, Series, downsample
+from rftui.ui.watch import WatchSource
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
+    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=60, step_seconds=0.03)
+    stop_r1 = threading.Event()
+
+    def trainer():
+        try:
+            drive(controller, limit=60)
+        finally:
+            controller.close()
+
+    thread = threading.Thread(target=trainer, daemon=True)
+    thread.start()
+    exp, spec, store = open_experiment(str(controller.exp.root))
+    source = WatchSource(exp, spec, store, interval=0.1)
+    app = build_app(source, theme="rftui-dark", clock=FixedClock())
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(lambda: app.model.runs and len(app.model.series.get("r1", {}).get("loss", Series())) > 0)
+            assert not app.source.hosted
+            await pilot.press("s")  # r1 is selected
+            log = app.main.query_one("#log")
+            await wait_for(lambda: app.model.runs["r1"].status == "stopped")
+            await wait_for(lambda: any("stop r1: applied" in t for t in log.texts()))
+            await pilot.press("r")
+            await wait_for(lambda: all(r.status == "completed" for r in app.model.runs.values()))
+            assert app.model.runs["r1"].steps_done == 60
+            assert app.model.series["r1"]["loss"].steps[-1] == 60
+            assert any("r2 chunk 2/2 done" in t for t in log.texts())
+            await pilot.press("q")
+            assert app.screen.default == "quit"
+            await pilot.press("q")
+            await pilot.pause()
+        assert app.return_value == 0
+    finally:
+        stop_r1.set()
+        thread.join(30)
+        store.close()
+    assert [op["op"] for op in controller.store.list_ops()] == ["stop", "resume"]
+    assert {op["source"] for op in controller.store.list_ops()} == {"tui"}
+
+
+def test_series_replaces_relogged_steps_and_downsamples():
+    series = Series()
+    for step in range(1, 11):
+        series.add(step, float(step))
+    series.add(6, 60.0)  # a redone quantum logs step 6 again: 7..10 are gone
+    assert series.steps == [1, 2, 3, 4, 5, 6] and series.values[-1] == 60.0
+    xs = list(range(5000))
+    ys = [1.0] * 5000
+    ys[2500] = 9.0  # a spike survives downsampling
+    dx, dy = downsample(xs, ys, 80)
+    assert len(dx) <= 2 * 80 + 1 and 9.0 in dy and dx[-1] == 4999 and dx == sorted(dx)
+
+
+def test_model_eta_from_quantum_reports():
+    model = ExperimentModel("x", num_workers=2)
+    rows = [RunRow(f"r{i}", f"run {i}", "waiting", 0, 100, 0, 4) for i in (1, 2)]
+    model.apply(Batch(runs=rows))
+    assert model.eta_seconds() is None
+    model.apply(Batch(events=[ev.QuantumDispatched(0, "r1", 0, 0, 25),
+                              ev.QuantumReport("r1", 0, 0, 4, 25, 100, 50.0, 50.0, 0.0, 0.0, None, {"loss": 1.0})]))
+    assert model.seconds_per_step() == 2.0
+    assert model.eta_seconds() == pytest.approx((75 + 100) * 2.0 / 2)
+    assert model.runs["r1"].last["loss"] == 1.0
