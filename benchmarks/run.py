@@ -144,6 +144,10 @@ def sizes_for(opts) -> list[Size]:
         size = table[name]
         if opts.repeats:
             size.repeats = opts.repeats
+        for attr in ("n", "k", "max_steps", "eval_steps"):
+            value = getattr(opts, attr, None)
+            if value:
+                setattr(size, attr, value)
         out.append(size)
     return out
 
@@ -601,7 +605,13 @@ def median(values: list[float | None]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None) -> dict:
+def checkpoint_results(opts, partial: dict) -> None:
+    """Write what has been measured so far (a run cut short still leaves its numbers)."""
+    if opts.out:
+        Path(opts.out).write_text(json.dumps(partial, indent=1, default=str))
+
+
+def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None, partial: dict | None = None) -> dict:
     log(f"\n== {size.name}: {size.note}; N={size.n} configs, K={size.k} chunks, {size.max_steps} steps, "
         f"first-signal step s1={size.chunk1_end}, {size.repeats} round(s)")
     workdir = root / size.name
@@ -679,6 +689,9 @@ def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None) -> dict:
         if cuda and "rftui_resident" in rnd:
             rnd["ratios"]["switch_overhead_share_resident"] = rnd["rftui_resident"]["switch_overhead_share"]
         rounds.append(rnd)
+        if partial is not None:
+            partial.setdefault("partial_rounds", {})[size.name] = rounds
+            checkpoint_results(opts, partial)
     keys = rounds[0]["ratios"].keys()
     summary = {k: median([rnd["ratios"][k] for rnd in rounds]) for k in keys}
     summary["first_signal_ideal"] = (size.k * (size.n - 1) + 1) / size.n
@@ -780,6 +793,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process on CPU (default 1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per child process")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, raw results)")
+    parser.add_argument("--n", type=int, default=0, help="override N (configs) of the chosen sizes")
+    parser.add_argument("--k", type=int, default=0, help="override K (chunks) of the chosen sizes")
+    parser.add_argument("--max-steps", dest="max_steps", type=int, default=0, help="override steps per config")
+    parser.add_argument("--eval-steps", dest="eval_steps", type=int, default=0, help="override eval_steps")
     opts = parser.parse_args(argv)
     if opts.device == "cpu":
         os.environ.setdefault("OMP_NUM_THREADS", str(opts.threads))
@@ -793,7 +810,9 @@ def main(argv: list[str] | None = None) -> int:
                                "formulas": FORMULAS, "sizes": {}}
     try:
         for size in sizes:
-            results["sizes"][size.name] = bench_size(size, opts, root, gpu)
+            results["sizes"][size.name] = bench_size(size, opts, root, gpu, results)
+            results.get("partial_rounds", {}).pop(size.name, None)
+            checkpoint_results(opts, results)
     finally:
         if opts.keep:
             log(f"scratch kept in {root}")

@@ -1,7 +1,9 @@
 """Key latency with a loaded screen: 8 runs x 5,000 logged steps each.
 
-Measures the time from `pilot.press(key)` to the screen having changed (the press is processed
-and the charts it dirtied are rebuilt and painted). Run it as a script for the numbers:
+Measures the time from a key event reaching the app to the first screen paint that shows its
+whole effect (the charts it dirtied rebuilt). `pilot.press` itself adds idle waits of its own
+(it sleeps until the process looks idle), so the same key through `pilot.press` + `pause` is
+reported too. Run it as a script for the numbers:
 `python tests/test_ui_latency.py [width height]`.
 """
 from __future__ import annotations
@@ -92,47 +94,48 @@ async def measure(size=(160, 48), repeats=6) -> dict[str, list[float]]:
         await pilot.pause(0.3)
         assert sum(len(s["loss"]) for s in app.model.series.values()) == RUNS * POINTS
 
-        paints: list[float] = []
+        probe = {"check": None, "react": None, "done": None}
         display = app._display
 
-        def spy(screen, renderable):  # called after every compositor update (rendering done)
-            if renderable is not None:
-                paints.append(time.perf_counter())
-            return display(screen, renderable)
+        def spy(screen, renderable):  # runs right after each compositor update (rendering done)
+            result = display(screen, renderable)
+            check = probe["check"]
+            if renderable is not None and check is not None and check():
+                now = time.perf_counter()
+                probe["react"] = probe["react"] or now
+                if not app.main.charts_pending and not any(c.stale for c in app.main.query(Chart)):
+                    probe["done"] = now
+            return result
 
         app._display = spy
 
         async def timed(name, key, changed):
-            """key -> first paint after the change is visible in the app's state."""
-            before = len(paints)
+            probe.update(check=changed, react=None, done=None)
             t0 = time.perf_counter()
             event = events.Key(key, None)
             event.set_sender(app)
             app._driver.send_message(event)
-            seen = None  # when the app's state showed the change
-            while seen is None or not (paints and paints[-1] >= seen):
-                if seen is None and changed():
-                    seen = time.perf_counter()
-                await asyncio.sleep(0.001)
+            while probe["done"] is None:
+                await asyncio.sleep(0.002)
                 assert time.perf_counter() - t0 < 5, name
-            painted = next(t for t in paints[before:] if t >= seen)
-            timings.setdefault(name, []).append((painted - t0) * 1000)
+            probe["check"] = None
+            timings.setdefault(f"{name}: first paint", []).append((probe["react"] - t0) * 1000)
+            timings.setdefault(f"{name}: all charts", []).append((probe["done"] - t0) * 1000)
             await pilot.pause()
             t0 = time.perf_counter()  # the same key through the test pilot (includes its idle waits)
             await pilot.press(key)
             await pilot.pause()
-            timings.setdefault(f"{name} via pilot.press", []).append((time.perf_counter() - t0) * 1000)
+            timings.setdefault(f"{name}: pilot.press+pause", []).append((time.perf_counter() - t0) * 1000)
+            while app.main.charts_pending:
+                await pilot.pause()
 
         for i in range(repeats):
             selected = app.main.selected
-            await timed("down (select next run)", "down" if i % 2 == 0 else "up", lambda: app.main.selected != selected)
-            await pilot.pause()
+            await timed("down", "down" if i % 2 == 0 else "up", lambda: app.main.selected != selected)
             metric = app.main.metric
-            await timed("m (cycle chart metric)", "m", lambda: app.main.metric != metric)
-            await pilot.pause()
+            await timed("m", "m", lambda: app.main.metric != metric)
             sent = len(source.ops_sent)
-            await timed("s (stop op sent)", "s", lambda: len(source.ops_sent) > sent)
-            await pilot.pause()
+            await timed("s", "s", lambda: len(source.ops_sent) > sent)
         # The cost of rebuilding one chart's text (what a redraw pays per dirty chart).
         charts = list(app.main.query(Chart))
         t0 = time.perf_counter()
@@ -147,11 +150,12 @@ async def measure(size=(160, 48), repeats=6) -> dict[str, list[float]]:
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_keys_react_within_100_ms_with_8_runs_of_5000_points(size):
     timings = asyncio.run(measure(size))
-    for name in ("down (select next run)", "m (cycle chart metric)", "s (stop op sent)"):
+    for key in ("down", "m", "s"):
+        name = f"{key}: first paint"
         assert statistics.median(timings[name]) < 100, (name, timings[name])
 
 
 if __name__ == "__main__":
     size = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (160, 48)
     for name, values in asyncio.run(measure(size)).items():
-        print(f"{name:28s} median {statistics.median(values):7.1f}  max {max(values):7.1f}  (ms, n={len(values)})")
+        print(f"{name:32s} median {statistics.median(values):7.1f}  max {max(values):7.1f}  (ms, n={len(values)})")

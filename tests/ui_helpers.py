@@ -230,4 +230,13 @@ async def settle(pilot, app, until: Callable[[], bool] | None = None, timeout: f
         await asyncio.sleep(0.02)
     await pilot.pause()
     app.main.redraw_all()
+    await charts_drawn(pilot, app)
+
+
+async def charts_drawn(pilot, app, timeout: float = 5.0) -> None:
+    """Wait until every queued chart has been redrawn (they are drawn one per frame)."""
+    deadline = time.monotonic() + timeout
     await pilot.pause()
+    while app.main.charts_pending:
+        assert time.monotonic() < deadline, "charts were not redrawn in time"
+        await pilot.pause()

@@ -221,11 +221,8 @@ class Controller:
             if rec is not None:
                 rec.last.update(event.metrics)
                 rec.live_step = max(rec.live_step, event.step)
-                kind = "eval" if isinstance(event, EvalDone) else "train"
-                now = time.time()
-                self._points += [(event.run_id, event.step, k, float(v), kind, now) for k, v in event.metrics.items()]
-                if self.sink is not None:
-                    self.sink.log_metrics(event.run_id, event.step, dict(event.metrics), int(now * 1000))
+                self._log_points(event.run_id, event.step, event.metrics,
+                                 "eval" if isinstance(event, EvalDone) else "train")
             return [event]
         if isinstance(event, QuantumDone):
             return self._on_quantum_done(worker_id, event)
@@ -234,6 +231,12 @@ class Controller:
         if isinstance(event, WorkerWarning):
             return [ev.EngineWarning(event.message, event.run_id)]
         return [event]
+
+    def _log_points(self, run_id: str, step: int, metrics, kind: str) -> None:
+        now = time.time()
+        self._points += [(run_id, step, k, float(v), kind, now) for k, v in metrics.items()]
+        if self.sink is not None:
+            self.sink.log_metrics(run_id, step, dict(metrics), int(now * 1000))
 
     def _free_worker(self, worker_id: int) -> None:
         self.busy.pop(worker_id, None)
@@ -250,6 +253,7 @@ class Controller:
         rec.adapter_dir = done.adapter_dir or rec.adapter_dir
         if chunk_finished:
             rec.chunks_done = done.chunk + 1
+            self._log_points(rec.run_id, done.steps_done, {"chunk": float(rec.chunks_done)}, "train")
         rec.worker_id = None
         self._flush_points()
         self.store.finish_quantum(rec.quantum_id, "done" if chunk_finished else "preempted",

@@ -7,13 +7,14 @@ The screen decides when to draw (a 4 Hz timer, or at once after a key).
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Iterable
 
 from textual.containers import Container
 from textual.message import Message
 from textual_plotext import PlotextPlot
 
-from rftui.ui.model import ExperimentModel, Series, downsample
+from rftui.ui.model import ExperimentModel, Series
 
 METRIC_TITLES = {"loss": "loss, ● eval loss", "eval_loss": "eval loss", "rougeL": "ROUGE-L",
                  "bleu": "BLEU", "learning_rate": "learning rate"}
@@ -24,7 +25,7 @@ MIN_PANE_HEIGHT = 8
 def _xy(series: Series | None, buckets: int) -> tuple[list[int], list[float]]:
     if series is None or not len(series):
         return [], []
-    return downsample(series.steps, series.values, buckets)
+    return series.sampled(buckets)
 
 
 def last_step(model: ExperimentModel, run_ids: list[str], metric: str) -> int:
@@ -44,6 +45,7 @@ class Chart(PlotextPlot):
         self._version = 0
         self._cache_key: tuple | None = None
         self._cache: Any = None
+        self.rendered_at = 0.0  # perf_counter() of the last rebuild (the latency test reads it)
 
     def changed(self) -> None:
         self._version += 1
@@ -54,23 +56,33 @@ class Chart(PlotextPlot):
         if key != self._cache_key or self._cache is None:
             self._cache = super().render()
             self._cache_key = key
+            self.rendered_at = time.perf_counter()
         return self._cache
+
+    @property
+    def stale(self) -> bool:
+        """Changed since it was last rendered."""
+        return self._cache_key is None or self._cache_key[3] != self._version
 
     @property
     def plot_width(self) -> int:
         return max(10, self.content_size.width or self.size.width or 40)
 
-    def plot_run(self, model: ExperimentModel, run_id: str, metric: str, color: Any, heavy: bool = False) -> None:
-        line, points = model.metric_series(run_id, metric)
+    def plot_run(self, model: ExperimentModel, run_id: str, metric: str, color: Any, line: bool = True,
+                 points: bool = True) -> None:
+        """The run's metric: a braille line (or, cheaper, dense braille dots) plus eval points."""
+        series, marks = model.metric_series(run_id, metric)
         buckets = self.plot_width
-        xs, ys = _xy(line, buckets)
+        xs, ys = _xy(series, buckets)
         if xs:
-            self.plt.plot(xs, ys, marker="hd" if heavy else "braille", color=color)
-        if points is not None and points is not line:
-            px, py = _xy(points, buckets)
+            (self.plt.plot if line else self.plt.scatter)(xs, ys, marker="braille", color=color)
+        if not points:
+            return
+        if marks is not None and marks is not series:
+            px, py = _xy(marks, buckets)
             if px:
                 self.plt.scatter(px, py, marker="●", color=color)
-        elif points is not None and len(xs) <= buckets // 2:
+        elif marks is not None and len(xs) <= buckets // 2:
             self.plt.scatter(xs, ys, marker="●", color=color)
 
     def finish_axes(self, last_step: int = 0) -> None:
@@ -111,22 +123,34 @@ class RunPane(Chart):
 
 
 class OverlayChart(Chart):
-    """Every visible run on one chart; the selected run is drawn last and heavier."""
+    """Every visible run on one chart. The selected run is a line in its full colour, drawn last;
+    the others are dots in muted colours (dots also keep this big chart cheap to rebuild)."""
 
     DEFAULT_CSS = """
     OverlayChart { border: round $panel-lighten-2; border-title-color: $foreground; width: 1fr; }
     """
 
     def draw(self, model: ExperimentModel, metric: str, colors: dict[str, Any], selected: str | None,
-             page: str = "") -> None:
+             page: str = "", background: Any = None) -> None:
         self.plt.clear_data()
         runs = [r.run_id for r in model.visible_runs()]
         self.finish_axes(last_step(model, runs, metric))
-        for run_id in sorted(runs, key=lambda r: r == selected):
-            self.plot_run(model, run_id, metric, colors.get(run_id, "white"), heavy=run_id == selected)
-        self.border_title = f"all runs · {METRIC_TITLES.get(metric, metric)}"
-        self.border_subtitle = " · ".join(p for p in (page, f"selected {selected}" if selected else "") if p)
+        for run_id in runs:
+            if run_id != selected:
+                color = colors.get(run_id, (128, 128, 128))
+                self.plot_run(model, run_id, metric, muted(color, background), line=False, points=False)
+        if selected in runs:
+            self.plot_run(model, selected, metric, colors.get(selected, (255, 255, 255)), points=metric != "loss")
+        self.border_title = f"all runs · {METRIC_TITLES.get(metric, metric).split(',')[0]}"
+        self.border_subtitle = " · ".join(p for p in (page, f"line: {selected}" if selected else "") if p)
         self.changed()
+
+
+def muted(color: Any, background: Any, amount: float = 0.45) -> Any:
+    """`color` moved `amount` of the way toward the background (RGB tuples only)."""
+    if not (isinstance(color, tuple) and isinstance(background, tuple)):
+        return color
+    return tuple(round(c + (b - c) * amount) for c, b in zip(color, background))
 
 
 class ChartGrid(Container):

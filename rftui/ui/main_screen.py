@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.color import Color
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
@@ -71,6 +72,8 @@ class MainScreen(Screen[None]):
         self._status = True
         self._all = True          # redraw every chart
         self._table_all = True    # rebuild the table (columns, theme colours)
+        self._chart_queue: dict[Any, None] = {}  # charts waiting for a redraw, in order
+        self._draining = False
 
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
@@ -134,14 +137,54 @@ class MainScreen(Screen[None]):
         return [row.key.value for row in table.ordered_rows] or [r.run_id for r in self.model.visible_runs()]
 
     def _draw_charts(self, dirty: set[str], everything: bool = False) -> None:
+        """Queue the charts that need new data: the selected run's pane first, the overlay last.
+
+        plotext's build is the slow part of a frame, so the first chart (the selected run's) is
+        rebuilt alone: a key shows its effect at the next paint, the other charts one frame later."""
         grid = self.query_one(ChartGrid)
-        colors = self.query_one(RunsTable).run_colors
         moved = grid.show_page(self._ordered_runs(), self.selected)
-        for pane in grid.panes():
+        panes = sorted(grid.panes(), key=lambda p: p.run_id != self.selected)
+        for pane in panes:
             if everything or pane in moved or pane.run_id in dirty:
-                pane.draw(self.model, self.metric, colors.get(pane.run_id or "", (128, 128, 128)))
+                self._chart_queue[pane] = None
         if everything or dirty or moved:
-            self.query_one(OverlayChart).draw(self.model, self.metric, colors, self.selected, self._page_text())
+            self._chart_queue[self.query_one(OverlayChart)] = None
+        if not self._draining:
+            self._draw_next_chart()
+
+    def _draw_next_chart(self, all_of_them: bool = False) -> None:
+        """Draw the first queued chart now and the rest together in the next frame."""
+        drew = False
+        with self.app.batch_update():
+            while self._chart_queue:
+                chart = next(iter(self._chart_queue))
+                del self._chart_queue[chart]
+                if not chart.is_attached:
+                    continue
+                self._draw_chart(chart)
+                drew = True
+                if not all_of_them:
+                    break
+        self._draining = drew
+        if drew:
+            self.call_after_refresh(self._draw_next_chart, True)
+
+    def _draw_chart(self, chart: Any) -> None:
+        colors = self.query_one(RunsTable).run_colors
+        if isinstance(chart, OverlayChart):
+            chart.draw(self.model, self.metric, colors, self.selected, self._page_text(), self._canvas_rgb())
+        else:
+            chart.draw(self.model, self.metric, colors.get(chart.run_id or "", (128, 128, 128)))
+
+    @property
+    def charts_pending(self) -> bool:
+        return self._draining or bool(self._chart_queue)
+
+    def _canvas_rgb(self) -> tuple[int, int, int]:
+        try:
+            return Color.parse(self.app.theme_variables.get("surface", "#000000")).rgb
+        except Exception:
+            return (0, 0, 0)
 
     def _page_text(self) -> str:
         grid = self.query_one(ChartGrid)
@@ -166,9 +209,7 @@ class MainScreen(Screen[None]):
             return
         previous, self.selected = self.selected, run_id
         with self.app.batch_update():
-            self._draw_charts({r for r in (previous, run_id) if r})
-            self.query_one(OverlayChart).draw(self.model, self.metric, self.query_one(RunsTable).run_colors, run_id,
-                                              self._page_text())
+            self._draw_charts({r for r in (previous, run_id) if r})  # the two panes, the overlay, the page
 
     @on(DataTable.RowSelected, "#runs")
     def _row_clicked(self, event: DataTable.RowSelected) -> None:

@@ -90,12 +90,24 @@ class Batch:
 class Series:
     """One metric of one run: steps ascending; a re-logged step replaces what followed it."""
 
-    __slots__ = ("steps", "values", "version")
+    __slots__ = ("steps", "values", "version", "_sampled")
 
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.values: list[float] = []
         self.version = 0
+        self._sampled: dict[int, tuple[int, tuple[list[int], list[float]]]] = {}
+
+    def sampled(self, buckets: int) -> tuple[list[int], list[float]]:
+        """`downsample` of this series, cached until the series changes."""
+        hit = self._sampled.get(buckets)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        result = downsample(self.steps, self.values, buckets)
+        if len(self._sampled) > 8:
+            self._sampled.clear()
+        self._sampled[buckets] = (self.version, result)
+        return result
 
     def add(self, step: int, value: float) -> None:
         if self.steps and step <= self.steps[-1]:
