@@ -51,11 +51,12 @@ def _load_rows(spec):
     return train, evals
 
 
-def _drive(exp, spec, store, args, first_events=()) -> int:
+def _drive(exp, spec, store, args, first_events=(), live_specs=None) -> int:
     from rftui.engine.assemble import make_controller
 
     controller = make_controller(exp, spec, store, workers=args.workers, device=args.device,
-                                 tracking_uri=args.tracking_uri, tracking=not args.no_tracking)
+                                 tracking_uri=args.tracking_uri, tracking=not args.no_tracking,
+                                 live_specs=live_specs)
     use_ui = not args.no_ui and not args.json
     if use_ui and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print("rftui: not a terminal; running headless (pass --no-ui to say so)", file=sys.stderr)
@@ -80,15 +81,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("workdir", args.workdir), ("name", args.name),
                                    ("tracking_uri", args.tracking_uri)) if v}
     spec = replace(spec, **overrides)
+    if spec.create_model is None:
+        from rftui.training.builtin_model import check_model_available
+
+        for model_name in dict.fromkeys(run.model_name for run in spec.runs):
+            check_model_available(model_name)
     train, evals = _load_rows(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
-    return _drive(exp, spec, store, args)
+    return _drive(exp, spec, store, args, live_specs={run.run_id: run for run in spec.runs})
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from rftui.engine.setup import open_experiment
 
+    from rftui.control import controller_alive
+
     exp, spec, store = open_experiment(args.experiment, args.workdir)
+    if controller_alive(store):
+        raise RftuiError(f"experiment {exp.name} is running (process {store.get_meta('controller_pid')}); "
+                         f"watch it with `rftui watch {exp.name}` or steer it with `rftui ctl {exp.name} ...`")
     if store.get_meta("status") == "finished":
         print(f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)")
         return 0

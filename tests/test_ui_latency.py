@@ -103,7 +103,7 @@ async def measure(size=(160, 48), repeats=6) -> dict[str, list[float]]:
             if renderable is not None and check is not None and check():
                 now = time.perf_counter()
                 probe["react"] = probe["react"] or now
-                if not app.main.charts_pending and not any(c.stale for c in app.main.query(Chart)):
+                if not app.main._chart_queue and not any(c.stale for c in app.main.query(Chart)):
                     probe["done"] = now
             return result
 

@@ -17,7 +17,8 @@ from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import RunSpec, hook_name
 from rftui.engine.layout import ExperimentDir
 from rftui.engine.store import Store
-from rftui.errors import ExperimentError
+from rftui.errors import ExperimentError, RftuiError
+from rftui.tracking.redact import redact
 
 
 def check_workdir(workdir: Path) -> None:
@@ -49,24 +50,29 @@ def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
 
 
 def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None
-                  ) -> dict[str, tuple[list[dict], list[dict] | None]]:
-    """Formatted (prompt/completion) rows per distinct formatting hook of the runs."""
+                  ) -> tuple[dict[str, tuple[list[dict], list[dict] | None]], dict[str, RftuiError]]:
+    """Formatted (prompt/completion) rows per distinct formatting hook of the runs, and the hooks that failed."""
     from rftui.data.formatting import format_rows
 
     base_dir = Path(spec.data.base_dir) if spec.data else Path(".")
     out: dict[str, tuple[list[dict], list[dict] | None]] = {}
+    failed: dict[str, RftuiError] = {}
     for run in spec.runs:
         key = hook_name(run.formatting_func) or "default"
-        if key in out:
+        if key in out or key in failed:
             continue
         if run.formatting_func is None and train_rows and _already_formatted(train_rows[0]):
             func = lambda row: {k: row[k] for k in ("prompt", "completion", "text") if k in row}
         else:
             func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
-        train = format_rows(train_rows, func, "train data")
-        evals = format_rows(eval_rows, func, "eval data") if eval_rows else None
+        try:
+            train = format_rows(train_rows, func, "train data")
+            evals = format_rows(eval_rows, func, "eval data") if eval_rows else None
+        except RftuiError as exc:  # only the runs using this formatter fail
+            failed[key] = exc
+            continue
         out[key] = (train, evals)
-    return out
+    return out, failed
 
 
 def _already_formatted(row: dict) -> bool:
@@ -118,7 +124,9 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
         name = free_name(workdir, name)
     spec = with_seeds(replace(spec, name=name, workdir=str(workdir)))
     steps = plan_steps(spec, len(train_rows))
-    formatted = format_splits(spec, train_rows, eval_rows)
+    formatted, format_failures = format_splits(spec, train_rows, eval_rows)
+    if not formatted:  # every run's formatter failed: nothing to train
+        raise next(iter(format_failures.values()))
     exp = ExperimentDir(workdir / name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=workdir))
     try:
@@ -132,15 +140,21 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
             if evals:
                 _write_jsonl(staged.data_file("eval", suffix), evals)
             data_files[key] = (str(exp.data_file("train", suffix)), str(exp.data_file("eval", suffix)) if evals else None)
-        staged.config_file.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True))
+        # Secrets (tokens in model_kwargs, ...) are never written: pass them through the environment
+        # (HF_TOKEN) so that a resumed experiment still has them.
+        stored_config = redact(spec.to_dict())
+        staged.config_file.write_text(yaml.safe_dump(stored_config, sort_keys=False, allow_unicode=True))
         store = Store.create(staged.state_db)
-        for meta_key, value in (("name", name), ("config", spec.to_dict()), ("num_chunks", spec.num_chunks),
+        for meta_key, value in (("name", name), ("config", stored_config), ("num_chunks", spec.num_chunks),
                                 ("seed", spec.seed), ("data_files", data_files), ("status", "created"),
                                 ("train_rows", len(train_rows))):
             store.set_meta(meta_key, value)
         for i, run in enumerate(spec.runs):
-            store.add_run(run.run_id, ord=i, label=run.label, spec=run.to_dict(), total_steps=steps[run.run_id],
+            store.add_run(run.run_id, ord=i, label=run.label, spec=redact(run.to_dict()), total_steps=steps[run.run_id],
                           num_chunks=spec.num_chunks)
+            failure = format_failures.get(hook_name(run.formatting_func) or "default")
+            if failure is not None:
+                store.update_run(run.run_id, status="failed", reason=str(failure))
         store.close()
         os.rename(staging, exp.root)
     except BaseException:

@@ -650,3 +650,28 @@ def load_model_and_tokenizer(
     if gen_cfg is not None and getattr(gen_cfg, "pad_token_id", None) is None:
         gen_cfg.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def check_model_available(name: str, what: str = "model") -> None:
+    """Raise ModelLoadError now, before anything trains, when `name` cannot be loaded here.
+
+    A built-in name always can; a path must be a directory; a hub id must be in the local
+    Hugging Face cache or the hub must be reachable (and offline mode off).
+    """
+    if is_builtin(name):
+        return
+    if _is_local_path_name(name):
+        if not os.path.isdir(os.path.expanduser(name)):
+            raise _load_error(name, what, None, "local")
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(repo_id=name, filename="config.json"), str):
+            return
+    except Exception:  # an odd id or an old huggingface_hub: decide by reachability below
+        pass
+    if _offline_env():
+        raise _load_error(name, what, None, "offline")
+    if not _hub_reachable():
+        raise _load_error(name, what, None, "unreachable")

@@ -33,8 +33,12 @@ def fit_parts(parts: list[tuple[int, Text]], width: int, separator: str = " │ 
 
 class StatusBar(Static):
     DEFAULT_CSS = """
-    StatusBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    StatusBar { height: 1; width: 1fr; background: $panel; color: $foreground; padding: 0 1; }
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self._shown = Text()
 
     def show(self, model: ExperimentModel, elapsed: float, hosted: bool, stopping: bool, note: str = "") -> None:
         variables = self.app.theme_variables
@@ -62,4 +66,7 @@ class StatusBar(Static):
         parts.append((1, Text.assemble(("ETA ", muted), eta_text)))
         if not hosted:
             parts.append((4, Text("watching", style=muted)))
-        self.update(fit_parts(parts, max(10, (self.size.width or 80) - 2)))
+        text = fit_parts(parts, max(10, (self.size.width or 80) - 2))
+        if text.plain != self._shown.plain or text.spans != self._shown.spans:
+            self._shown = text
+            self.update(text, layout=False)  # one line, fixed size: never re-layout the screen
