@@ -204,7 +204,7 @@ class Controller:
         if changed:
             out.append(ev.RunStatusChanged(rec.run_id, status, reason))
             if self.sink is not None:
-                mlflow_status = {"running": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
+                mlflow_status = {"running": "RUNNING", "waiting": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
                                  "failed": "FAILED"}.get(status)
                 if mlflow_status:
                     known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
