@@ -39,6 +39,12 @@ def test_cookbook_grid_gives_four_runs_in_cookbook_order():
     assert runs[0].knobs["lora.lora_alpha"] == 16 and runs[0].knobs["learning_rate"] == 1e-3
 
 
+def test_valid_searches_have_no_problems():
+    assert validate_search(cookbook_group()) == []
+    assert validate_search(random_group(1)) == []
+    assert [p.path for p in validate_search(RFGridSearch(configs=List([])))] == ["configs"]
+
+
 def test_single_config_with_list_knobs_expands_in_the_same_order():
     config = RFModelConfig(
         model_name="m", training_args=RFSFTConfig(learning_rate=List([1e-3, 1e-4])),

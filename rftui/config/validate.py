@@ -68,7 +68,7 @@ def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Probl
         problems = []
         for i, choice in enumerate(config.values):
             problems += _check_model_config(choice, f"{path}[{i}]", allow_range)
-        return problems or [Problem(path, "an empty List of configs", "give at least one RFModelConfig")]
+        return problems if config.values else [Problem(path, "an empty List of configs", "give at least one RFModelConfig")]
     if not isinstance(config, RFModelConfig):
         return [Problem(path, f"expected RFModelConfig, got {type(config).__name__}", "wrap each config in RFModelConfig(...)")]
     fields = config.fields
