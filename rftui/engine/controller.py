@@ -77,6 +77,7 @@ class Controller:
         for rec in self.runs.values():
             self._start_tracking(rec)
             out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
+        self._replay_metrics()
         if self.pool is not None:
             self.pool.start()
         return out
@@ -93,11 +94,12 @@ class Controller:
     def _start_tracking(self, rec: RunRecord) -> None:
         if self.sink is None:
             return
-        from rftui.tracking.mlflow_sink import flatten_params
+        from rftui.tracking.mlflow_sink import IDENTITY_TAG, flatten_params
 
         row = self.store.get_run(rec.run_id) or {}
         tags = {"rftui.run_id": rec.run_id, "rftui.experiment": self.spec.name,
-                "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower()}
+                "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower(),
+                IDENTITY_TAG: f"{self.spec.name}/{rec.run_id}/{row.get('created_at', 0):.6f}"}
         mlflow_id = self.sink.start_run(rec.run_id, label=f"{rec.run_id} {rec.spec.label}",
                                         params=flatten_params(dict(rec.spec.knobs)), tags=tags,
                                         mlflow_run_id=row.get("mlflow_run_id"))
@@ -105,6 +107,21 @@ class Controller:
             self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
         if rec.status == "completed":
             self.sink.set_status(rec.run_id, "FINISHED")
+
+    def _replay_metrics(self) -> None:
+        """On resume, offer MLflow every point state.db holds: points still waiting in the sink's batch when the
+        last controller was killed never reached MLflow. The sink skips those MLflow already has."""
+        if self.sink is None:
+            return
+        by_step: dict[tuple[str, int], tuple[dict[str, float], float | None]] = {}
+        for point in self.store.all_metrics():
+            rec = self.runs.get(point["run_id"])
+            if rec is None or rec.status == "deleted":
+                continue
+            metrics, _ = by_step.setdefault((point["run_id"], point["step"]), ({}, point["wall_time"]))
+            metrics[point["name"]] = point["value"]
+        for (run_id, step), (metrics, wall_time) in sorted(by_step.items()):
+            self.sink.log_metrics(run_id, step, metrics, int(wall_time * 1000) if wall_time else None)
 
     @property
     def finished(self) -> bool:

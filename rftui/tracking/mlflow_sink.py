@@ -50,6 +50,9 @@ _PERMANENT_ERROR_CODES = frozenset(
      "PERMISSION_DENIED", "RESOURCE_ALREADY_EXISTS"}
 )
 _TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
+# A tag naming one rftui run for good (experiment + run + creation time): a start_run without an MLflow run id
+# re-attaches to the run that carries the same value, so a restart never makes a second MLflow run.
+IDENTITY_TAG = "rftui.identity"
 _STATUS_ALIASES = {
     "RUNNING": "RUNNING", "SCHEDULED": "SCHEDULED", "FINISHED": "FINISHED",
     "FAILED": "FAILED", "KILLED": "KILLED",
@@ -700,6 +703,16 @@ class MlflowSink:
         client = self._client
         existing_params: dict[str, str] = {}
         found = None
+        key = run.create_tags.get(IDENTITY_TAG)
+        if not run.attach_id and key and run.label is not None:
+            # The caller lost the id (its process was killed before recording it): find the run it made.
+            try:
+                matches = client.search_runs([self._experiment_id], max_results=1,
+                                             filter_string=f"tags.`{IDENTITY_TAG}` = '{key}'")
+            except Exception as exc:  # e.g. a quote in the name: create a new run as before
+                log.debug("looking up run %s by its identity tag failed: %s", run.run_id, exc)
+                matches = []
+            run.attach_id = matches[0].info.run_id if matches else None
         if run.attach_id:
             try:
                 found = client.get_run(run.attach_id)

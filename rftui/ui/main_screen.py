@@ -1,10 +1,12 @@
 """The main screen: runs table, chart grid + overlay, event log, status bar, footer; the op keys.
 
 Batches from the source only update the model and set dirty flags; a timer redraws what is
-dirty at most `redraw_hz` times a second inside `app.batch_update()`. A key redraws at once.
+dirty at most `redraw_hz` times a second inside `app.batch_update()` (the overlay of all runs,
+the costliest chart, at most once a second). A key redraws at once.
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from textual import on
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from rftui.ui.app import RftuiApp
 
 WIDE = 140
+OVERLAY_SECONDS = 1.0  # the overlay (every run, the biggest chart) follows new points at most this often
 TALL = 40
 
 
@@ -73,6 +76,8 @@ class MainScreen(Screen[None]):
         self._all = True          # redraw every chart
         self._table_all = True    # rebuild the table (columns, theme colours)
         self._chart_queue: dict[Any, None] = {}  # charts waiting for a redraw, in order
+        self._overlay_dirty = False  # new points not yet on the overlay (redrawn at most 1 Hz)
+        self._overlay_at = 0.0
         self._draining = False
 
     def compose(self) -> ComposeResult:
@@ -147,7 +152,10 @@ class MainScreen(Screen[None]):
         for pane in panes:
             if everything or pane in moved or pane.run_id in dirty:
                 self._chart_queue[pane] = None
-        if everything or dirty or moved:
+        self._overlay_dirty |= bool(dirty)
+        now = time.monotonic()
+        if everything or moved or (self._overlay_dirty and now - self._overlay_at >= OVERLAY_SECONDS):
+            self._overlay_dirty, self._overlay_at = False, now
             self._chart_queue[self.query_one(OverlayChart)] = None
         if not self._draining:
             self._draw_next_chart()
