@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import replace
 
-import mlflow
+from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from engine_helpers import SAMPLES, drive
@@ -53,15 +53,18 @@ def test_metrics_reach_mlflow(tmp_path):
         drive(ctl, limit=300)
     finally:
         ctl.close()
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    found = mlflow.search_runs(experiment_names=["tracked"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")  # never the global URI
+    experiment = client.get_experiment_by_name("tracked")
+    found = client.search_runs([experiment.experiment_id])
     assert len(found) == 2
-    for column in ("metrics.loss", "metrics.eval_loss", "metrics.rougeL", "metrics.bleu", "metrics.chunk",
-                   "metrics.learning_rate", "metrics.grad_norm", "params.learning_rate", "params.lora.r"):
-        assert column in found.columns and found[column].notna().all(), column
-    assert set(found["status"]) == {"FINISHED"}
-    assert set(found["tags.rftui.run_id"]) == {"r1", "r2"}
+    for run in found:
+        for name in ("loss", "eval_loss", "rougeL", "bleu", "chunk", "learning_rate", "grad_norm"):
+            assert name in run.data.metrics, name
+        assert {"learning_rate", "lora.r"} <= set(run.data.params)
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert steps == [1, 2, 3, 4]
+    assert {run.data.tags["rftui.run_id"] for run in found} == {"r1", "r2"}
 
 
 def test_ctrl_c_checkpoints_exits_130_and_resume_finishes(tmp_path):
