@@ -112,7 +112,7 @@ def main() -> int:
     failures = []
     try:
         while not controller.finished:
-            for event in controller.step(0.05):
+            for event in controller.step(0.25):  # as `rftui run --no-ui` (events end the wait early)
                 if type(event).__name__ in ("RunFailed",):
                     failures.append(str(getattr(event, "reason", event)))
     finally:

@@ -65,6 +65,9 @@ FORMULAS = {
                        "controller receiving that QuantumDone to it sending the next TrainQuantum to the same "
                        "worker, measured in the controller process)",
     "switch_overhead_share": "median over rounds of sum(switch_overhead over all quanta) / wall(rftui)",
+    "switch_overhead_share_excl_final": "the same without the switch-out of each run's last quantum (its final "
+                                        "checkpoint plus the final adapter export, paid once per run like the "
+                                        "baseline's save_model)",
     "setup_share": "sum of the first quantum's load_seconds of every run (base load, tokenization, trainer build) "
                    "/ wall(rftui)",
     "peak_rss": "peak over time of the summed RSS of the contender's whole process tree, sampled every 0.1 s "
@@ -76,6 +79,11 @@ FORMULAS = {
                                "optimizer steps (rftui: sum of QuantumDone.train_seconds; baseline: train() wall "
                                "time minus evaluation time)",
     "tokens_per_second_wall": "training tokens / wall",
+    "cpu_seconds": "user + system CPU seconds of every process of the contender's tree (from /proc/PID/stat, sampled "
+                   "every 0.2 s; the last sample before a process exits counts). On a shared, overloaded machine "
+                   "CPU time is far steadier than wall time, so cpu_ratio_* back up the wall ratios",
+    "cpu_ratio_vs_one_process": "median over rounds of cpu_seconds(rftui) / cpu_seconds(baseline b)",
+    "cpu_ratio_vs_processes": "median over rounds of cpu_seconds(rftui) / cpu_seconds(baseline a)",
     "gpu_peak_mib": "peak of (device memory used - memory used before launch), from NVML or nvidia-smi; null "
                     "without either",
     "swap_floor_seconds": "CUDA only: per switch, (adapter + optimizer bytes of the run moved in) / host->device "
@@ -186,6 +194,9 @@ def prepare_model(size: Size, root: Path, device: str) -> tuple[str, str]:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     out = root / f"model-{size.name}"
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     shape = dict(size.shape)
@@ -265,7 +276,33 @@ def _pss_kib(pid: int) -> int | None:
     return None
 
 
+def _proc_children(pid: int) -> list[int] | None:
+    """Direct children from /proc/PID/task/*/children (cheap); None where the kernel does not offer it."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _tree_pids(root: int) -> list[int]:
+    first = _proc_children(root)
+    if first is not None:
+        out, stack = [root], list(first)
+        while stack:
+            pid = stack.pop()
+            out.append(pid)
+            stack.extend(_proc_children(pid) or [])
+        return out
     try:
         import psutil
 
@@ -290,6 +327,24 @@ def _tree_pids(root: int) -> list[int]:
         out.append(pid)
         stack.extend(parents.get(pid, []))
     return out
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_and_name(pid: int) -> tuple[float, str] | None:
+    """(user + system CPU seconds so far, short command name) of a process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    seconds = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    name = " ".join(Path(a).name if i < 2 else a for i, a in enumerate(argv[:3]))[:80]
+    return seconds, name
 
 
 def _rss_kib(pid: int) -> int | None:
@@ -341,9 +396,10 @@ class GpuMemory:
 class TreeSampler(threading.Thread):
     """Samples the summed RSS / PSS of a process tree (and GPU memory) until stopped; keeps the peaks."""
 
-    def __init__(self, pid: int, gpu: GpuMemory | None, interval: float = 0.1):
+    def __init__(self, pid: int, gpu: GpuMemory | None, interval: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.gpu, self.interval = pid, gpu, interval
+        self.cpu: dict[int, tuple[float, str]] = {}  # pid -> (CPU seconds at the last sample, name)
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
         self.gpu_base = gpu.read() if gpu is not None and gpu.kind else None
@@ -359,6 +415,9 @@ class TreeSampler(threading.Thread):
             for pid in pids:
                 rss += _rss_kib(pid) or 0
                 pss += _pss_kib(pid) or 0
+                got = _cpu_and_name(pid)
+                if got is not None:
+                    self.cpu[pid] = got
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_procs = max(self.peak_procs, len(pids))
@@ -374,6 +433,8 @@ class TreeSampler(threading.Thread):
         self.join(timeout=5)
         return {"peak_rss_mib": round(self.peak_rss / 1024, 1), "peak_pss_mib": round(self.peak_pss / 1024, 1),
                 "max_processes": self.peak_procs,
+                "cpu_seconds": round(sum(c for c, _ in self.cpu.values()), 2),
+                "cpu_by_process": {f"{pid} {name}": round(c, 2) for pid, (c, name) in self.cpu.items()},
                 "gpu_peak_mib": None if self.gpu_peak is None else round(self.gpu_peak, 1)}
 
 
@@ -443,6 +504,7 @@ def summarize_trl(result: dict, launches: list[dict], size: Size) -> dict:
         "tokens": tokens,
         "tokens_per_second_train": tokens / step_seconds if step_seconds > 0 else None,
         "tokens_per_second_wall": tokens / wall,
+        "cpu_seconds": sum(l["cpu_seconds"] for l in launches),
         "peak_rss_mib": max(l["peak_rss_mib"] for l in launches),
         "peak_pss_mib": max(l["peak_pss_mib"] for l in launches),
         "gpu_peak_mib": max((l["gpu_peak_mib"] for l in launches if l["gpu_peak_mib"] is not None), default=None),
@@ -529,6 +591,8 @@ def summarize_rftui(res: dict, launch: dict, size: Size, bytes_per_run: dict[str
         if any(q["chunk"] > 0 for q in quanta) else None,
         "switch_out_median_ms": 1000 * statistics.median([q["switch_out"] for q in quanta]) if quanta else None,
         "switch_overhead_share": total_switch / wall,
+        "switch_overhead_share_excl_final": sum(q["switch"] - (q["switch_out"] if q["chunk"] == size.k - 1 else 0.0)
+                                                for q in quanta) / wall,
         "setup_share": sum(q["setup"] for q in quanta) / wall,
         "worker_busy_seconds": quanta_total,
         "unaccounted_seconds": wall - quanta_total - sum(gaps) - ((min(ready) - t0) if ready else 0.0),
@@ -539,6 +603,8 @@ def summarize_rftui(res: dict, launch: dict, size: Size, bytes_per_run: dict[str
         "peak_pss_mib": launch["peak_pss_mib"],
         "gpu_peak_mib": launch["gpu_peak_mib"],
         "max_processes": launch["max_processes"],
+        "cpu_seconds": launch["cpu_seconds"],
+        "cpu_by_process": launch["cpu_by_process"],
         "eval_loss_at_s1": {r: next((e["metrics"]["eval_loss"] for e in evals if e["run_id"] == r
                                      and e["step"] >= size.chunk1_end and "eval_loss" in e.get("metrics", {})), None)
                             for r in run_ids},
@@ -698,7 +764,10 @@ def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None, partial: dic
             if a["first_signal"] and r["first_signal"] else None,
             "first_signal_speedup_after_startup": b["first_signal_after_startup"] / r["first_signal_after_startup"]
             if b["first_signal_after_startup"] and r["first_signal_after_startup"] else None,
+            "cpu_ratio_vs_one_process": r["cpu_seconds"] / b["cpu_seconds"] if b.get("cpu_seconds") else None,
+            "cpu_ratio_vs_processes": r["cpu_seconds"] / a["cpu_seconds"] if a.get("cpu_seconds") else None,
             "switch_overhead_share": r["switch_overhead_share"],
+            "switch_overhead_share_excl_final": r["switch_overhead_share_excl_final"],
             "memory_ratio": r["peak_rss_mib"] / one["peak_rss_mib"],
             "memory_ratio_pss": r["peak_pss_mib"] / one["peak_pss_mib"] if one["peak_pss_mib"] else None,
             "memory_vs_baseline_b": r["peak_rss_mib"] / b["peak_rss_mib"],
@@ -752,6 +821,7 @@ def table(results: dict) -> str:
         rows = [("wall s", "wall", 1), ("first signal s", "first_signal", 1),
                 ("  after startup s", "first_signal_after_startup", 1), ("peak RSS MiB", "peak_rss_mib", 0),
                 ("peak PSS MiB", "peak_pss_mib", 0), ("GPU peak MiB", "gpu_peak_mib", 0),
+                ("CPU s (whole tree)", "cpu_seconds", 1),
                 ("train tok/s", "tokens_per_second_train", 0), ("wall tok/s", "tokens_per_second_wall", 0)]
         for label, key, digits in rows:
             vals = [m.get(who, {}).get(key) for who in ("b", "a", "rftui", "rftui_1")]
@@ -780,6 +850,7 @@ def table(results: dict) -> str:
                          f"; checkpoint MB {', '.join(f'{k}={v / 1e6:.1f}' for k, v in ck.items())}")
         lines.append(f"  {'ratio':<44}{'measured':>10}{'target':>12}")
         targets = {"wall_ratio_vs_one_process": "<= 1.03", "wall_ratio_vs_processes": "< 1",
+                   "cpu_ratio_vs_one_process": "(<= 1.03)", "cpu_ratio_vs_processes": "(< 1)",
                    "first_signal_speedup": f">= {0.9 * s['first_signal_ideal']:.2f}",
                    "first_signal_speedup_after_startup": f">= {0.9 * s['first_signal_ideal']:.2f}",
                    "first_signal_ideal": "", "switch_overhead_share": "< 0.02" if size["k"] and not res["bandwidth"]

@@ -171,3 +171,49 @@ def test_a_restarted_sink_without_the_mlflow_run_id_reattaches_by_identity_tag(t
     client = MlflowClient(uri)
     assert len(client.search_runs([client.get_experiment_by_name("exp").experiment_id])) == 2
     assert sorted(m.step for m in client.get_metric_history(mid, "loss")) == [1, 2, 3]
+
+
+def test_a_worker_whose_controller_died_abandons_its_quantum_without_writing_a_checkpoint(tmp_path):
+    """A checkpoint written after the controller's death could never be recorded in state.db, and would race the
+    resumed experiment's writes: the orphaned worker stops at its next step and exits without saving."""
+    import psutil
+    from test_pool import collect, count, make_pool, quantum
+
+    from rftui.engine.messages import StepLogged, WorkerReady
+
+    pool = make_pool(tmp_path, num_workers=1, step_seconds=0.05).start()
+    try:
+        collect(pool, count(WorkerReady, 1))
+        worker = psutil.Process(pool.worker_pids()[0])
+        pool.send(0, quantum(tmp_path, "a", 0, 1000, total=1000))
+        collect(pool, count(StepLogged, 3))
+        pool._slots[0].conn.close()  # what the controller's death looks like from the worker
+        worker.wait(timeout=5)
+    finally:
+        pool.shutdown(timeout=1)
+    assert not (tmp_path / "checkpoints" / "a").exists()
+    assert "controller went away" in (tmp_path / "logs" / "worker-0.log").read_text()
+
+
+def test_resuming_a_run_left_stopped_in_a_finished_experiment_lets_rftui_resume_train_it(tmp_path):
+    """The experiment ends when every other run is done and r1 is stopped; `rftui ctl ... resume r1` (no controller
+    alive) must reopen it, or `rftui resume` would answer "already finished" and r1 would never train."""
+    from engine_helpers import drive, fake_experiment
+    from rftui.control import submit
+    from rftui.engine.messages import QuantumDone
+
+    ctl = fake_experiment(tmp_path, "stopped-at-end", num_chunks=2, max_steps=4)
+
+    def stop_r1(controller, events):
+        if any(isinstance(e, QuantumDone) and e.run_id == "r1" for e in events) and controller.runs["r1"].status != "stopped":
+            controller.apply_op("stop", "r1", {}, "api", [])
+
+    try:
+        drive(ctl, limit=60, on_events=stop_r1)
+    finally:
+        ctl.close()
+    assert ctl.store.get_meta("status") == "finished"
+    assert {r["run_id"]: r["status"] for r in ctl.store.list_runs()} == {"r1": "stopped", "r2": "completed"}
+    submit(ctl.exp, ctl.spec, ctl.store, "resume", "r1", {})
+    assert ctl.store.get_meta("status") == "interrupted"
+    assert ctl.store.get_run("r1")["status"] == "waiting"

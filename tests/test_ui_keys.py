@@ -217,3 +217,38 @@ async def test_quitting_a_watcher_never_stops_the_experiment(tmp_path, hosted):
         await pilot.pause()
     assert source.ops_sent == []
     assert app.return_value == 0
+
+
+def test_bundled_themes_load():
+    from rftui.ui.themes import bundled_themes
+
+    themes, warnings = bundled_themes()
+    names = {t.name for t in themes}
+    assert {"rftui-dark", "rftui-light"} <= names and warnings == []
+    assert not next(t for t in themes if t.name == "rftui-light").dark
+
+
+async def test_a_broken_theme_file_falls_back_with_a_warning(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken\nprimary: not-a-colour\n")
+    source = record(tmp_path / "exp", quanta=1)
+    app = build_app(source, theme=str(bad), clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.theme == "rftui-dark"
+        log = app.main.query_one("#log").texts()
+        assert any("broken.yaml" in line and "using theme rftui-dark" in line for line in log), log
+
+
+async def test_command_palette_provider_lists_ops_for_every_run(tmp_path):
+    from rftui.ui.commands import RunCommands
+
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        provider = RunCommands(app.screen)
+        hits = sorted([hit async for hit in provider.search("stop run r3")], key=lambda h: -h.score)
+        assert len(hits) >= 4 and str(hits[0].match_display).startswith("Stop run r3")
+        hits[0].command()
+        await pilot.pause()
+    assert source.ops_sent == [("stop", "r3", {})]

@@ -141,7 +141,7 @@ async def measure(size=(160, 48), repeats=6) -> dict[str, list[float]]:
         t0 = time.perf_counter()
         for chart in charts:
             chart.changed()
-            chart.render()
+            chart._build()
         timings["rebuild every chart once"] = [(time.perf_counter() - t0) * 1000]
         timings["charts on screen"] = [float(len(charts))]
     return timings
@@ -149,10 +149,11 @@ async def measure(size=(160, 48), repeats=6) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_keys_react_within_100_ms_with_8_runs_of_5000_points(size):
-    timings = asyncio.run(measure(size))
+    timings = asyncio.run(measure(size, repeats=4))
     for key in ("down", "m", "s"):
-        name = f"{key}: first paint"
-        assert statistics.median(timings[name]) < 100, (name, timings[name])
+        first, done = timings[f"{key}: first paint"], timings[f"{key}: all charts"]
+        assert statistics.median(first) < 100, (key, first)
+        assert statistics.median(done) < 400, (key, done)  # loose: a shared CI core is slow
 
 
 if __name__ == "__main__":

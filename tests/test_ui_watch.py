@@ -17,6 +17,7 @@ from rftui.engine import events as ev
 from rftui.engine.setup import open_experiment
 from rftui.ui.app import build_app
 from rftui.ui.model import Batch, ExperimentModel, RunRow, Series, downsample
+from rftui.ui.sources import start_resource_tracker
 from rftui.ui.watch import WatchSource
 
 pytestmark = pytest.mark.anyio
@@ -30,8 +31,8 @@ async def wait_for(condition, timeout=30.0):
 
 
 async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
-    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=60, step_seconds=0.03)
-    stop_r1 = threading.Event()
+    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=100, step_seconds=0.02)
+    # r2 alone needs ~2 s: ample time to stop and resume r1 before the experiment could finish
 
     def trainer():
         try:
@@ -39,6 +40,7 @@ async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
         finally:
             controller.close()
 
+    start_resource_tracker()  # before Textual swaps sys.stderr (the trainer thread starts workers)
     thread = threading.Thread(target=trainer, daemon=True)
     thread.start()
     exp, spec, store = open_experiment(str(controller.exp.root))
@@ -54,8 +56,8 @@ async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
             await wait_for(lambda: any("stop r1: applied" in t for t in log.texts()))
             await pilot.press("r")
             await wait_for(lambda: all(r.status == "completed" for r in app.model.runs.values()))
-            assert app.model.runs["r1"].steps_done == 60
-            assert app.model.series["r1"]["loss"].steps[-1] == 60
+            assert app.model.runs["r1"].steps_done == 100
+            assert app.model.series["r1"]["loss"].steps[-1] == 100
             assert any("r2 chunk 2/2 done" in t for t in log.texts())
             await pilot.press("q")
             assert app.screen.default == "quit"
@@ -63,7 +65,6 @@ async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
             await pilot.pause()
         assert app.return_value == 0
     finally:
-        stop_r1.set()
         thread.join(30)
         store.close()
     assert [op["op"] for op in controller.store.list_ops()] == ["stop", "resume"]

@@ -101,12 +101,13 @@ def function_name(func: Any) -> str:
 
 
 def format_rows(rows: Sequence[Mapping[str, Any]], func: Callable[[Mapping[str, Any]], Any],
-                source_name: str = "train data") -> list[dict[str, Any]]:
+                source_name: str = "train data", positions: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Apply `func` to every row and check each result has a shape TRL can train on.
 
     Returns the formatted rows. All rows must share one shape (prompt/completion or text).
     Raises `DataError` naming `source_name`, the row index and the function when a row lacks
-    a field, the function raises, or the result has the wrong shape.
+    a field, the function raises, or the result has the wrong shape. `positions[i]`, when
+    given, is the number to name row i by (its row in the source file, before shuffling).
     """
     if not callable(func):
         raise DataError(f"the formatting function for {source_name} is not callable: "
@@ -118,7 +119,8 @@ def format_rows(rows: Sequence[Mapping[str, Any]], func: Callable[[Mapping[str, 
     name = function_name(func)
     out: list[dict[str, Any]] = []
     first_keys: frozenset[str] | None = None
-    for i, row in enumerate(rows):
+    for index, row in enumerate(rows):
+        i = positions[index] if positions is not None else index
         try:
             result = func(row)
         except KeyError as exc:

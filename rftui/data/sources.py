@@ -66,6 +66,17 @@ def load_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | No
     return rows
 
 
+def source_positions(source: Mapping[str, Any] | str | os.PathLike, n: int) -> list[int]:
+    """Row i of `load_rows(source)` (n rows) is row `positions[i]` (0-based) of the source itself: `select` is
+    applied first, then `shuffle_seed`. For messages that name a row the user can find."""
+    spec = _normalize(source)
+    select = spec.get("select")
+    start = int(select[0]) if isinstance(select, (list, tuple)) and select else 0
+    seed = spec.get("shuffle_seed")
+    order = shuffle_order(n, seed) if seed is not None else range(n)
+    return [start + i for i in order]
+
+
 def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None
                ) -> int | None:
     """How many rows `load_rows(source, base_dir)` would return, computed cheaply.

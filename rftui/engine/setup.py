@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -66,13 +67,24 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
         else:
             func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
         try:
-            train = format_rows(train_rows, func, "train data")
-            evals = format_rows(eval_rows, func, "eval data") if eval_rows else None
+            train = format_rows(train_rows, func, *_origin(spec, "train", train_rows))
+            evals = format_rows(eval_rows, func, *_origin(spec, "eval", eval_rows)) if eval_rows else None
         except RftuiError as exc:  # only the runs using this formatter fail
             failed[key] = exc
             continue
         out[key] = (train, evals)
     return out, failed
+
+
+def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str, list[int] | None]:
+    """How messages name the split's rows: by their row in the config's data source, before shuffling."""
+    from rftui.data.sources import source_label, source_positions
+
+    source = getattr(spec.data, split, None) if spec.data else None
+    if source is None:
+        return f"{split} data", None
+    base = Path(spec.data.base_dir)
+    return f"{split} data ({source_label(source, base)})", source_positions(source, len(rows))
 
 
 def _already_formatted(row: dict) -> bool:
@@ -114,7 +126,6 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
                       new: bool = False) -> tuple[ExperimentDir, ExperimentSpec, Store]:
     """Write a new experiment directory; nothing is left behind if any step fails."""
     workdir = Path(spec.workdir).expanduser().resolve()
-    check_workdir(workdir)
     name = spec.name
     if (workdir / name).exists():
         if not new:
@@ -127,6 +138,7 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
     formatted, format_failures = format_splits(spec, train_rows, eval_rows)
     if not formatted:  # every run's formatter failed: nothing to train
         raise next(iter(format_failures.values()))
+    check_workdir(workdir)  # only now, so a bad config or data leaves not even an empty workdir behind
     exp = ExperimentDir(workdir / name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=workdir))
     try:
@@ -156,11 +168,22 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
             if failure is not None:
                 store.update_run(run.run_id, status="failed", reason=str(failure))
         store.close()
+        _log_format_failures(staged.logs / "controller.log", format_failures)
         os.rename(staging, exp.root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return exp, spec, Store.open(exp.state_db)
+
+
+def _log_format_failures(path: Path, failures: dict[str, RftuiError]) -> None:
+    """The runs show a one-line reason; the log keeps each failing formatter's traceback."""
+    if not failures:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        for key, exc in failures.items():
+            handle.write(f"formatting function {key} failed; the runs using it are marked failed:\n")
+            handle.write("".join(traceback.format_exception(exc)) + "\n")
 
 
 def open_experiment(name_or_path: str, workdir: str | Path | None = None, readonly: bool = False
@@ -173,10 +196,14 @@ def open_experiment(name_or_path: str, workdir: str | Path | None = None, readon
         candidates.insert(0, Path(workdir or DEFAULT_WORKDIR) / name_or_path)
     for path in candidates:
         exp = ExperimentDir(path.expanduser().resolve())
-        if exp.exists():
-            store = Store.open(exp.state_db, readonly=readonly)
-            spec = ExperimentSpec.from_dict(store.get_meta("config"))
-            return exp, spec, store
+        try:
+            if exp.exists():
+                store = Store.open(exp.state_db, readonly=readonly)
+                spec = ExperimentSpec.from_dict(store.get_meta("config"))
+                return exp, spec, store
+        except PermissionError as exc:  # experiment directories are private to their owner (mode 0700)
+            raise ExperimentError(f"experiment {exp.root} is not accessible to you ({exc.strerror}); it belongs "
+                                  "to the user who created it: run rftui as that user") from None
     where = Path(workdir or "rftui-runs").resolve()
     raise ExperimentError(f"no experiment {name_or_path!r} in {where}; list them with `ls {where}`, "
                           "or pass --workdir where it was created")

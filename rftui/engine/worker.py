@@ -206,8 +206,9 @@ class _Channel:
                 return state["reason"]
             self.drain()
             if self.eof:
-                state["reason"] = "shutdown"  # the controller is gone
-                return state["reason"]
+                # The controller is gone: a checkpoint written now could never be recorded in state.db, and it
+                # would race the resumed experiment's own writes. Abandon the quantum; the worker exits.
+                raise BrokenPipeError("the controller went away")
             for command in list(self.pending):
                 if isinstance(command, Preempt) and command.run_id == run_id:
                     self.pending.remove(command)

@@ -67,9 +67,12 @@ def run_dir(checkpoint_root: str | os.PathLike, run_id: str) -> Path:
     return Path(checkpoint_root) / run_id
 
 
-def save_checkpoint(checkpoint_root: str | os.PathLike, run_id: str, data: CheckpointData) -> str:
+def save_checkpoint(checkpoint_root: str | os.PathLike, run_id: str, data: CheckpointData,
+                    protect: str | os.PathLike | None = None) -> str:
     """Write `data` atomically as `<root>/<run_id>/step-<N>`, point `latest` at it, prune old steps.
 
+    `protect` names a step directory pruning must keep: the one the controller's state.db still points at
+    (the quantum's starting checkpoint), so a controller killed before it records this save can resume.
     Returns the step directory's path.
     """
     base = run_dir(checkpoint_root, run_id)
@@ -102,7 +105,7 @@ def save_checkpoint(checkpoint_root: str | os.PathLike, run_id: str, data: Check
         raise
     _write_json(base / LATEST, {"step": data.step, "dir": final.name}, atomic=True)
     _fsync_dir(base)
-    _prune(base, keep_step=data.step)
+    _prune(base, keep_step=data.step, protect=Path(protect).name if protect else None)
     return str(final)
 
 
@@ -241,7 +244,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _prune(base: Path, keep_step: int) -> None:
+def _prune(base: Path, keep_step: int, protect: str | None = None) -> None:
     steps = []
     for entry in base.iterdir():
         if entry.is_dir() and entry.name.startswith("step-"):
@@ -251,9 +254,17 @@ def _prune(base: Path, keep_step: int) -> None:
                 continue
         elif entry.name.startswith((".tmp-", ".old-")) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)  # leftovers of a crash mid-write
+        elif entry.name.startswith(f".{LATEST}.") and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)  # a pointer write cut short
     # Keep the step `latest` points at and the KEEP-1 before it; steps after it belong to an abandoned attempt.
     older = sorted(s for s, _ in steps if s < keep_step)
     keep = {keep_step, *older[len(older) - (KEEP - 1):]} if KEEP > 1 else {keep_step}
     for step, entry in steps:
-        if step not in keep:
-            shutil.rmtree(entry, ignore_errors=True)
+        if step not in keep and entry.name != protect:
+            # Rename first: a kill during the removal leaves an `.old-` leftover, never a half step directory.
+            doomed = base / f".old-{entry.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(entry, doomed)
+            except OSError:
+                continue
+            shutil.rmtree(doomed, ignore_errors=True)

@@ -8,6 +8,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from rftui.tracking.redact import redact
 from rftui.training.run_state import RunState
 
 
@@ -31,8 +32,8 @@ def export_final(run: RunState, adapters_root: str) -> str:
             run.model.save_pretrained(str(tmp))
             src = tmp
         run.trainer.processing_class.save_pretrained(str(src))
-        (src / "rftui_run.json").write_text(json.dumps(
-            {"run": run.spec.to_dict(), "steps": run.global_step}, indent=1, default=str), encoding="utf-8")
+        (src / "rftui_run.json").write_text(json.dumps(  # secrets (a token in model_kwargs) never reach disk
+            {"run": redact(run.spec.to_dict()), "steps": run.global_step}, indent=1, default=str), encoding="utf-8")
         staged = root / f".staged-{tag}"
         src.rename(staged)
         if dest.exists():

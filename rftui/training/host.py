@@ -2,6 +2,7 @@
 shared resident base models (full fine-tuning runs get their own model copy)."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import shutil
@@ -38,13 +39,18 @@ class TrainingHost:
                  log: logging.Logger | None = None, adapter_budget_bytes: int | None = None,
                  hooks: dict[str, Callable] | None = None, max_bases: int = 2, *,
                  create_model: Callable[[dict], tuple] | str | None = None,
-                 hooks_base_dir: str | None = None, num_threads: int | None = None, **options: Any):
+                 hooks_base_dir: str | None = None, num_threads: int | None = None,
+                 fail_at: dict | list[dict] | None = None, **options: Any):
         """`model_loader(name, model_kwargs=None, tokenizer_name=None) -> (model, tokenizer)` loads bases
         (default: rftui's loader, which knows the built-in models). `create_model`, when given, is the
         user's RapidFire-style hook `create_model(model_config: dict) -> (model, tokenizer)` and wins over
         `model_loader`; string hooks resolve relative to `hooks_base_dir`. `hooks` maps hook names used in
         RunSpecs (e.g. compute_metrics) to callables. `adapter_budget_bytes` caps adapter + optimizer bytes
-        kept on the accelerator (least recently used runs are moved to host memory)."""
+        kept on the accelerator (least recently used runs are moved to host memory).
+
+        `fail_at` is a test hook (fault injection): {"run_id": "r1" or "*", "step": N, "error": "oom" | "raise"},
+        or a list of them, raises before optimizer step N of that run; "oom" raises torch.OutOfMemoryError, as
+        CUDA does when a batch does not fit, so the out-of-memory path can be tested on a CPU."""
         self.worker_id = worker_id
         if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
             # transformers puts a non-distributed Trainer on cuda:0 and TRL refuses several visible GPUs.
@@ -59,6 +65,7 @@ class TrainingHost:
             torch.set_num_threads(int(num_threads))
         if options:
             self._log.warning("TrainingHost: ignoring unknown options %s", sorted(options))
+        self._fail_at = [fail_at] if isinstance(fail_at, dict) else list(fail_at or [])
         self._budget = adapter_budget_bytes
         self._hooks = dict(hooks or {})
         self._bases = ResidentBases(device, max_bases, self._load, self._evict_base)
@@ -87,13 +94,15 @@ class TrainingHost:
         try:
             run = self._runs.get(run_id)
             if run is None or not self._holds_at(run, cmd):
-                run = self._materialize(cmd, emit)
+                with _accelerate_state_kept():
+                    run = self._materialize(cmd, emit)
             self._switch_in(run)
             tokens_before = run.tokens_total
             emit(QuantumStarted(self.worker_id, run_id, cmd.chunk, run.global_step,
                                 load_seconds=time.perf_counter() - t_start))
             steps_before = run.global_step
             while run.global_step < end_step:
+                self._inject_failure(run_id, run.global_step + 1)
                 t_step = time.perf_counter()
                 outcome = train_one_step(run)
                 elapsed = time.perf_counter() - t_step
@@ -119,7 +128,8 @@ class TrainingHost:
                 if metrics:
                     emit(EvalDone(run_id, run.global_step, metrics))
             run.rng = capture_rng()
-            checkpoint_dir = save_checkpoint(cmd.checkpoint_root, run_id, capture_checkpoint(run))
+            checkpoint_dir = save_checkpoint(cmd.checkpoint_root, run_id, capture_checkpoint(run),
+                                             protect=cmd.checkpoint_dir)
             adapter_dir = export_final(run, cmd.adapters_root) if run.global_step >= cmd.total_steps else None
         except BaseException:
             self._forget(run_id)
@@ -131,6 +141,15 @@ class TrainingHost:
             train_seconds=train_s, switch_seconds=max(0.0, total - train_s - eval_s), eval_seconds=eval_s,
             tokens=run.tokens_total - tokens_before, adapter_dir=adapter_dir,
         )
+
+    def _inject_failure(self, run_id: str, step: int) -> None:
+        """The `fail_at` test hook: raise the simulated error planned for this run and step, if any."""
+        for fault in self._fail_at:
+            if fault.get("run_id", "*") in (run_id, "*") and int(fault.get("step", 0)) == step:
+                where = f"before step {step} of run {run_id} (simulated by the fail_at test hook)"
+                if fault.get("error", "oom") == "oom":
+                    raise torch.OutOfMemoryError(f"CUDA out of memory {where}")
+                raise RuntimeError(f"failure {where}")
 
     def drop_run(self, run_id: str) -> None:
         """Forget a run's in-memory state (adapter, optimizer, trainer); its checkpoints stay on disk."""
@@ -406,6 +425,25 @@ class TrainingHost:
                 amp_dtype=run.amp_dtype, default_seed=run.seed)
         return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks,
                                   self._hooks_base_dir)
+
+
+@contextlib.contextmanager
+def _accelerate_state_kept():
+    """Building a run's SFTConfig resets accelerate's process-wide AcceleratorState, which only the new Trainer's
+    Accelerator sets up again: when building the run fails in between (its create_model hook raises, say), put the
+    previous state back, or every run still resident in this worker fails at its next step."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    saved = [(cls, dict(cls._shared_state)) for cls in (PartialState, AcceleratorState)]
+    try:
+        yield
+    except BaseException:
+        if saved[1][1]:
+            for cls, state in saved:
+                cls._shared_state.clear()
+                cls._shared_state.update(state)
+        raise
+
 
 def _absolute(value: float, total_steps: int) -> int:
     import math

@@ -79,6 +79,9 @@ class RftuiApp(BridgeMixin, App[int]):
     def on_mount(self) -> None:
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
+
+    def screen_ready(self) -> None:
+        """The main screen is composed: show start-up warnings, then start feeding it."""
         for line in self._startup_notes:
             self.main.log_line(line)
         if self.auto_bridge:

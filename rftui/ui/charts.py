@@ -12,8 +12,10 @@ from typing import Any, Iterable
 
 from textual.containers import Container
 from textual.message import Message
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
+from rftui.ui.ansi_strips import ansi_to_strips
 from rftui.ui.model import ExperimentModel, Series
 
 METRIC_TITLES = {"loss": "loss, ● eval loss", "eval_loss": "eval loss", "rougeL": "ROUGE-L",
@@ -38,26 +40,38 @@ def last_step(model: ExperimentModel, run_ids: list[str], metric: str) -> int:
 
 
 class Chart(PlotextPlot):
-    """A PlotextPlot whose rendered text is cached until `changed()` or a resize/theme switch."""
+    """A PlotextPlot drawn line by line from cached Strips, rebuilt only after `changed()`, a
+    resize or a theme switch (see rftui.ui.ansi_strips for why not `Text.from_ansi`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._version = 0
         self._cache_key: tuple | None = None
-        self._cache: Any = None
+        self._strips: list[Strip] = []
         self.rendered_at = 0.0  # perf_counter() of the last rebuild (the latency test reads it)
 
     def changed(self) -> None:
         self._version += 1
         self.refresh()
 
-    def render(self):  # noqa: D102 - see PlotextPlot.render
-        key = (self.size.width, self.size.height, self.app.theme, self._version)
-        if key != self._cache_key or self._cache is None:
-            self._cache = super().render()
-            self._cache_key = key
-            self.rendered_at = time.perf_counter()
-        return self._cache
+    def _build(self) -> None:
+        width, height = self.size.width, self.size.height
+        key = (width, height, self.app.theme, self._version)
+        if key == self._cache_key:
+            return
+        plot = self.plt
+        plot.plotsize(width, height)
+        plot._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue #5)
+        plot.theme(self._get_plotext_theme_name(self.app.theme))
+        self._strips = ansi_to_strips(plot.build(), width) if width > 0 and height > 0 else []
+        self._cache_key = key
+        self.rendered_at = time.perf_counter()
+
+    def render_line(self, y: int) -> Strip:
+        self._build()
+        if 0 <= y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.size.width)
 
     @property
     def stale(self) -> bool:
@@ -79,7 +93,7 @@ class Chart(PlotextPlot):
         if not points:
             return
         if marks is not None and marks is not series:
-            px, py = _xy(marks, buckets)
+            px, py = _xy(marks, max(2, buckets // 4))  # a marker at most every other column
             if px:
                 self.plt.scatter(px, py, marker="●", color=color)
         elif marks is not None and len(xs) <= buckets // 2:

@@ -4,11 +4,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from rftui.ui.colors import theme_color
 from rftui.ui.model import LogLine
 
+MAX_LINES = 1000
 _LEVEL_VARIABLE = {"info": "foreground", "success": "success", "warning": "warning", "error": "error",
                    "op": "foreground-muted"}
 
@@ -29,19 +31,39 @@ class EventLog(RichLog):
     """
 
     def __init__(self, elapsed: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(max_lines=1000, wrap=True, markup=False, highlight=False, **kwargs)
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, **kwargs)
         self.elapsed = elapsed
-        self.lines_written: list[LogLine] = []
+        self.lines_written: list[tuple[str, LogLine]] = []
         self.border_title = "events"
+        self._wrapped_at = 0
 
     def add(self, line: LogLine) -> None:
-        self.lines_written.append(line)
+        entry = (clock_text(self.elapsed()), line)
+        self.lines_written.append(entry)
+        del self.lines_written[:-MAX_LINES]
+        self._show(*entry)
+
+    def _show(self, stamp: str, line: LogLine) -> None:
         variables = self.app.theme_variables
-        stamp = Text(clock_text(self.elapsed()) + " ", style=theme_color("foreground-muted", variables))
         body = Text(line.text, style=theme_color(_LEVEL_VARIABLE.get(line.level, "foreground"), variables))
         if line.level == "error":
             body.stylize("bold")
-        self.write(Text.assemble(stamp, body))
+        width = self.scrollable_content_region.width
+        self.write(Text.assemble((stamp + " ", theme_color("foreground-muted", variables)), body),
+                   width=width if width > 0 else None)
+
+    def on_resize(self, event: Resize) -> None:
+        """Lines are wrapped when written: re-wrap them all for the new width."""
+        super().on_resize(event)
+        width = self.scrollable_content_region.width
+        if width and width != self._wrapped_at:
+            self._wrapped_at = width
+            self.rewrite()
+
+    def rewrite(self) -> None:
+        self.clear()
+        for stamp, line in self.lines_written:
+            self._show(stamp, line)
 
     def texts(self) -> list[str]:
-        return [line.text for line in self.lines_written]
+        return [line.text for _, line in self.lines_written]

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rftui.ui.app import RftuiApp
 
 WIDE = 140
+TABLE_SECONDS = 1.0    # a row whose numbers changed is rewritten at most this often (DataTable
+                       # re-renders every cell on any update)
 OVERLAY_SECONDS = 1.0  # the overlay (every run, the biggest chart) follows new points at most this often
 TALL = 40
 
@@ -78,6 +80,7 @@ class MainScreen(Screen[None]):
         self._chart_queue: dict[Any, None] = {}  # charts waiting for a redraw, in order
         self._overlay_dirty = False  # new points not yet on the overlay (redrawn at most 1 Hz)
         self._overlay_at = 0.0
+        self._table_at = 0.0
         self._draining = False
 
     def compose(self) -> ComposeResult:
@@ -91,7 +94,12 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.app.redraw_hz, self.flush, name="redraw")
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw_all())
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.app.screen_ready()
+
+    def _theme_changed(self, _theme: Any) -> None:
+        self.query_one(EventLog).rewrite()  # its colours come from the theme
+        self.redraw_all()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
@@ -123,18 +131,21 @@ class MainScreen(Screen[None]):
     def flush(self) -> None:
         """Redraw what changed since the last flush (the timer calls this; keys call it at once)."""
         if not (self._all or self._table_all or self._dirty_runs or self._dirty_series or self._columns
-                or self._status):
+                or self._status or self._overlay_dirty):
             self._refresh_status()
             return
         table = self.query_one(RunsTable)
         with self.app.batch_update():
-            if self._table_all or self._columns or self._dirty_runs:
+            now = time.monotonic()
+            table_due = self._dirty_runs and now - self._table_at >= TABLE_SECONDS
+            if self._table_all or self._columns or table_due:
                 table.sync(self.model, self._dirty_runs, self._columns, force=self._table_all)
+                self._dirty_runs, self._table_at = set(), now
                 if self.selected is None or self.selected not in {r.run_id for r in self.model.visible_runs()}:
                     self.selected = table.selected_run
             self._draw_charts(self._dirty_series, everything=self._all)
             self._refresh_status()
-        self._dirty_runs, self._dirty_series = set(), set()
+        self._dirty_series = set()
         self._columns = self._all = self._table_all = self._status = False
 
     def _ordered_runs(self) -> list[str]:
