@@ -4,7 +4,8 @@ loaded machine does not blur it.
     python benchmarks/profile_step.py [--size tiny|large] [--steps S] [--eval-steps E] [--profile trl|rftui]
 
 For config r1 (and r2) of the chatqa_lite grid it times, alternately and twice each:
-  trl        plain `SFTTrainer.train()` (eval every E steps), like benchmarks/trl_one.py;
+  trl        plain `SFTTrainer.train()` (eval every E steps), fp32 like benchmarks/trl_one.py (--trl-bf16: TRL's
+             own default, bf16 autocast on a CPU that supports it, which rftui does not do on CPU);
   rftui-1    `TrainingHost.train_quantum` for the same config alone (K=1: one quantum, one checkpoint);
   rftui-4    the same config while 3 other runs share the base (all 4 adapters added, r1 trained).
 Reported per contender: CPU seconds (time.process_time) of training steps and of evaluations, from the events
@@ -35,6 +36,9 @@ def main() -> int:
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--profile", default=None, choices=("trl", "rftui"))
+    parser.add_argument("--only", default="trl,rftui-1,rftui-4", help="contenders to run, comma-separated")
+    parser.add_argument("--trl-bf16", dest="trl_bf16", action="store_true",
+                        help="let TRL train with bf16 autocast on the CPU (its SFTConfig default); rftui trains fp32")
     opts = parser.parse_args()
 
     import torch
@@ -85,7 +89,7 @@ def main() -> int:
 
         args = SFTConfig(output_dir=str(root / "trl-out"), report_to="none", save_strategy="no",
                          eval_strategy="steps", eval_steps=eval_steps, disable_tqdm=True, use_cpu=True, seed=seed,
-                         **training)
+                         bf16=opts.trl_bf16, fp16=False, **training)
         trainer = Timed(model=model, args=args, train_dataset=Dataset.from_list(rows),
                         eval_dataset=Dataset.from_list(evals), processing_class=tok,
                         peft_config=LoraConfig(task_type="CAUSAL_LM", **cfg["lora"]))
@@ -150,6 +154,8 @@ def main() -> int:
              ("rftui-4", lambda: rftui_run(configs[1:] + configs[:1], configs[0]["run_id"]))]
     for rep in range(opts.repeats):
         for name, fn in order:
+            if name not in opts.only.split(","):
+                continue
             res = fn()
             results.setdefault(name, []).append(res)
             print(rep, name, {k: round(v, 3) for k, v in res.items()}, flush=True)
@@ -174,7 +180,7 @@ class profiler:
     def __exit__(self, *exc):
         if self.p is not None:
             self.p.stop()
-            print(self.p.output_text(unicode=False, color=False, show_all=False), flush=True)
+            print(self.p.output_text(unicode=False, color=False, show_all=bool(os.environ.get("PROFILE_ALL"))), flush=True)
 
 
 if __name__ == "__main__":

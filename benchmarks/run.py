@@ -168,13 +168,15 @@ def grid_configs(size: Size) -> list[dict]:
     configs = []
     for run in spec.runs[: size.n]:
         lora = {k: v for k, v in dict(run.lora).items()}
-        training = {
-            "lr_scheduler_type": run.training.get("lr_scheduler_type", "linear"),
+        # The sample's own training options (scheduler, gradient_checkpointing, ...) with the size's lengths; fp16/bf16
+        # are set per device later (rftui trains fp32 on CPU, so the baseline must too: TRL would default to bf16).
+        training = {k: v for k, v in dict(run.training).items() if k not in ("fp16", "bf16")}
+        training.update({
             "per_device_train_batch_size": size.batch, "per_device_eval_batch_size": size.batch,
             "max_steps": size.max_steps, "gradient_accumulation_steps": 1, "logging_steps": size.logging_steps,
             "eval_strategy": "steps", "eval_steps": size.eval_steps, "max_length": size.max_length,
             "learning_rate": float(run.training["learning_rate"]), "seed": 42,
-        }
+        })
         configs.append({"run_id": run.run_id, "label": run.label, "training": training, "lora": lora})
     if len(configs) < size.n:
         raise SystemExit(f"chatqa_lite has only {len(configs)} configs; N={size.n} asked")

@@ -109,8 +109,9 @@ def test_pruning_keeps_the_checkpoint_the_store_still_points_at(tmp_path):
 # ----------------------------------------------------------------------------- the real host, killed and resumed
 
 
-def train_step_by_step(command_fields: dict) -> None:
-    """Train run r1 one optimizer step per quantum (a checkpoint each), always resuming from `latest`."""
+def train_step_by_step(command_fields: dict, until_step: int | None = None) -> None:
+    """Train run r1 one optimizer step per quantum (a checkpoint each), always resuming from `latest`; after
+    `until_step` (when given) wait to be killed."""
     from rftui.engine.messages import TrainQuantum
     from rftui.training.host import TrainingHost
 
@@ -122,6 +123,8 @@ def train_step_by_step(command_fields: dict) -> None:
         start = int(latest.name[len("step-"):]) if latest is not None else 0
         if start >= total:
             return
+        if until_step is not None and start >= until_step:
+            time.sleep(3600)
         cmd = TrainQuantum(**command_fields, chunk=0, num_chunks=1, start_step=start, end_step=start + 1,
                            checkpoint_dir=str(latest) if latest is not None else None)
         host.train_quantum(cmd, lambda event: None, lambda: None)
@@ -138,15 +141,15 @@ def test_training_killed_at_random_points_resumes_from_its_checkpoint_bitwise(tm
     rng = random.Random(3)
     progress = [0]
     for kill in range(5):
-        trainer = start(train_step_by_step, fields)
+        trainer = start(train_step_by_step, fields, progress[-1] + 2)  # so that 5 kills cannot reach the end
         deadline = time.monotonic() + 120
-        while progress[-1] < 12:  # let it write at least one new checkpoint, then kill it at a random point
+        while True:  # let it write at least one new checkpoint, then kill it at a random point
             latest = latest_step_dir(ctl.exp.checkpoints, "r1")
             if latest is not None and int(latest.name[5:]) > progress[-1]:
                 break
             assert time.monotonic() < deadline and trainer.is_alive()
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.2))  # a step (train, eval, generate, checkpoint) takes longer than that
         os.kill(trainer.pid, signal.SIGKILL)
         trainer.join(10)
         progress.append(load_latest(ctl.exp.checkpoints, "r1").step)
