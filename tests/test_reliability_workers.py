@@ -10,7 +10,7 @@ import time
 
 from engine_helpers import drive
 from reliability_helpers import (
-    RUN_IDS, adapter_file, assert_same_adapter, baseline, check_store_invariants, losses, query, smoke_controller,
+    adapter_file, assert_same_adapter, baseline, check_store_invariants, losses, smoke_controller,
 )
 from rftui.cli import main as cli_main
 from rftui.engine import events as ev
@@ -51,7 +51,8 @@ def test_sigkilled_worker_is_noticed_within_2s_retried_once_and_a_second_death_f
         drive(ctl, limit=400, on_events=on_events)
     finally:
         ctl.close()
-    print(f"kill -> noticed and restarted: {[f'{s * 1000:.0f} ms' for s in state['latencies']]}")
+    with capsys.disabled():
+        print(f"\nkill -> noticed and restarted: {[f'{s * 1000:.0f} ms' for s in state['latencies']]}")
     assert len(state["latencies"]) == 3 and max(state["latencies"]) < 2.0
     db = ctl.exp.state_db
     check_store_invariants(db)
