@@ -35,8 +35,11 @@ async def test_smoke_experiment_trains_to_completion_in_the_app(tmp_path):
             assert app.bridge_alive, "the engine stopped early (see the event log)"
             assert time.monotonic() < deadline, "the smoke experiment did not finish in time"
             await asyncio.sleep(0.2)
-        await pilot.pause(0.5)  # the 4 Hz redraw
         table = app.main.query_one(RunsTable)
+        for _ in range(40):  # the table refreshes on its own timer; give a loaded machine a few seconds
+            if all(table.get_cell(r, "status").plain == "completed" for r in ("r1", "r2")):
+                break
+            await pilot.pause(0.25)
         for run_id in ("r1", "r2"):
             assert table.get_cell(run_id, "status").plain == "completed"
             assert table.get_cell(run_id, "step").plain == "4/4"
