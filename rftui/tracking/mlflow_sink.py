@@ -644,31 +644,20 @@ class MlflowSink:
                 return
         mid = run.mlflow_id
         if run.pending_params:
-            self._stage = "params"
             from mlflow.entities import Param
 
-            items = list(run.pending_params.items())
-            for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-                chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
-                self._guarded(run, "params", lambda: client.log_batch(
-                    mid, params=[Param(k, v) for k, v in chunk], synchronous=True))
-                for k, _ in chunk:
-                    run.pending_params.pop(k, None)
+            self._ship_pairs(run, "params", run.pending_params,
+                             lambda chunk: client.log_batch(mid, params=[Param(k, v) for k, v in chunk],
+                                                            synchronous=True))
         if run.pending:
             self._stage = "metrics"
             self._ship_metrics(run)
         if run.pending_tags:
-            self._stage = "tags"
             from mlflow.entities import RunTag
 
-            items = list(run.pending_tags.items())
-            for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-                chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
-                self._guarded(run, "tags", lambda: client.log_batch(
-                    mid, tags=[RunTag(k, v) for k, v in chunk], synchronous=True))
-                for k, v in chunk:
-                    if run.pending_tags.get(k) == v:
-                        del run.pending_tags[k]
+            self._ship_pairs(run, "tags", run.pending_tags,
+                             lambda chunk: client.log_batch(mid, tags=[RunTag(k, v) for k, v in chunk],
+                                                            synchronous=True))
         if run.pending_status:
             self._stage = "status"
             status = run.pending_status
@@ -683,6 +672,19 @@ class MlflowSink:
             self._guarded(run, "delete", lambda: client.delete_run(mid))
             run.deleted = True
             self._drop_pending(run)
+
+    def _ship_pairs(self, run: _Run, what: str, pending: dict[str, str],
+                    send: Callable[[list[tuple[str, str]]], Any]) -> None:
+        """Send pending params or tags in MLflow-sized batches; a pair is done once sent, unless the
+        caller changed its value meanwhile (then the new value goes out next time)."""
+        self._stage = what
+        items = list(pending.items())
+        for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
+            self._guarded(run, what, lambda: send(chunk))
+            for k, v in chunk:
+                if pending.get(k) == v:
+                    del pending[k]
 
     def _guarded(self, run: _Run, what: str, call: Callable[[], Any]) -> bool:
         """Run one request. A permanent rejection (bad value, run gone) is warned about and
