@@ -214,7 +214,8 @@ class WorkerPool:
             running = [s for s in self._slots if s.process is not None and s.process.exitcode is None]
             if not running or time.monotonic() >= deadline:
                 break
-            waitables = [s.conn for s in running if s.conn_open] + [s.process.sentinel for s in running]
+            waitables = ([s.conn for s in running if s.conn_open and not s.conn.closed]
+                         + [s.process.sentinel for s in running])
             wait(waitables, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
             for slot in running:
                 events.extend(self._drain(slot))
