@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "workers", 1) < 1:
         parser.error("--workers must be at least 1")
     try:
+        if args.func in (cmd_run, cmd_resume, cmd_watch) and not (getattr(args, "no_ui", False)
+                                                                  or getattr(args, "json", False)):
+            from rftui.ui.pacing import budget_from_env
+
+            budget_from_env()  # a bad RFTUI_UI_CPU_BUDGET fails here, before anything is created
         return args.func(args)
     except RftuiError as exc:
         print(f"rftui: {exc}", file=sys.stderr)

@@ -67,6 +67,15 @@ def test_bad_arguments_and_unknown_experiments_exit_2(tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_a_bad_ui_cpu_budget_exits_2_before_anything_is_created(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RFTUI_UI_CPU_BUDGET": "lots"}
+    result = subprocess.run([sys.executable, "-m", "rftui", "run", str(SAMPLES / "smoke.yaml"), "--workdir",
+                             str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert "RFTUI_UI_CPU_BUDGET='lots'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ctl_from_a_subprocess_acts_on_a_running_experiment(tmp_path):
     ctl = fake_experiment(tmp_path, num_chunks=2, max_steps=400, step_seconds=0.01)
     ctl.start()

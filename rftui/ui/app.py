@@ -21,6 +21,7 @@ from rftui.ui.help import HelpScreen
 from rftui.ui.main_screen import MainScreen
 from rftui.ui.messages import EngineBatch, OpAnswered, SourceClosed
 from rftui.ui.model import ExperimentModel, LogLine, op_line
+from rftui.ui.pacing import DEFAULT_BUDGET
 from rftui.ui.quit_dialog import QuitDialog
 
 EXIT_INTERRUPTED = 130
@@ -36,12 +37,13 @@ class RftuiApp(BridgeMixin, App[int]):
 
     def __init__(self, source: Any, theme: str | None = None, clock: Callable[[], float] = time.monotonic,
                  keymap: Mapping[str, str] | None = None, start_bridge: bool = True, redraw_hz: float = 4.0,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, cpu_budget: float | None = DEFAULT_BUDGET) -> None:
         super().__init__()
         self.source = source
         self.clock = clock
         self.started_at = clock()
         self.redraw_hz = redraw_hz
+        self.cpu_budget = cpu_budget  # share of a core for periodic redraws (None: always redraw_hz)
         self.preferred_size = size
         self.user_keymap = dict(keymap or {})
         self.auto_bridge = start_bridge
@@ -221,7 +223,8 @@ class RftuiApp(BridgeMixin, App[int]):
 
 def build_app(source: Any, theme: str | None = None, clock: Callable[[], float] = time.monotonic,
               keymap: Mapping[str, str] | None = None, size: tuple[int, int] | None = None,
-              start_bridge: bool = True, redraw_hz: float = 4.0) -> RftuiApp:
+              start_bridge: bool = True, redraw_hz: float = 4.0,
+              cpu_budget: float | None = DEFAULT_BUDGET) -> RftuiApp:
     """The app for a source; the CLI and the tests both build it here.
 
     `keymap` defaults to the experiment's `ui.keymap`, `theme` to its `ui.theme`.
@@ -229,4 +232,4 @@ def build_app(source: Any, theme: str | None = None, clock: Callable[[], float] 
     ui = dict(getattr(source.spec, "ui", None) or {})
     merged_keymap = {**(ui.get("keymap") or {}), **(keymap or {})}
     return RftuiApp(source, theme=theme or ui.get("theme"), clock=clock, keymap=merged_keymap,
-                    start_bridge=start_bridge, redraw_hz=redraw_hz, size=size)
+                    start_bridge=start_bridge, redraw_hz=redraw_hz, size=size, cpu_budget=cpu_budget)

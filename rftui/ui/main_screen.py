@@ -2,7 +2,8 @@
 
 Batches from the source only update the model and set dirty flags; a timer redraws what is
 dirty at most `redraw_hz` times a second inside `app.batch_update()` (the overlay of all runs,
-the costliest chart, at most once a second). A key redraws at once.
+the costliest chart, at most once a second), less often while the UI would take more than its
+CPU budget from training (rftui.ui.pacing). A key redraws at once.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rftui.ui.confirm import ConfirmDialog
 from rftui.ui.details import DetailsScreen
 from rftui.ui.event_log import EventLog
 from rftui.ui.model import METRICS, Batch, Changes, ExperimentModel, LogLine
+from rftui.ui.pacing import RedrawPacer
 from rftui.ui.runs_table import RunsTable
 from rftui.ui.status_bar import StatusBar
 
@@ -82,6 +84,7 @@ class MainScreen(Screen[None]):
         self._overlay_at = 0.0
         self._table_at = 0.0
         self._draining = False
+        self.pacer: RedrawPacer | None = None
 
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
@@ -93,7 +96,8 @@ class MainScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.set_interval(1.0 / self.app.redraw_hz, self.flush, name="redraw")
+        self.pacer = RedrawPacer(self.app.redraw_hz, self.app.cpu_budget)
+        self.set_interval(1.0 / self.app.redraw_hz, self._tick, name="redraw")
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         self.app.screen_ready()
 
@@ -128,8 +132,14 @@ class MainScreen(Screen[None]):
         self._all = self._table_all = self._columns = self._status = True
         self.flush()
 
+    def _tick(self) -> None:
+        if self.pacer is None or self.pacer.due():
+            self.flush()
+        else:
+            self._refresh_status()  # one line, redrawn only when its text changes
+
     def flush(self) -> None:
-        """Redraw what changed since the last flush (the timer calls this; keys call it at once)."""
+        """Redraw what changed since the last flush (the paced timer calls this; keys call it at once)."""
         if not (self._all or self._table_all or self._dirty_runs or self._dirty_series or self._columns
                 or self._status or self._overlay_dirty):
             self._refresh_status()

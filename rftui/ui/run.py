@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from rftui.ui.app import EXIT_INTERRUPTED, build_app
+from rftui.ui.pacing import budget_from_env
 from rftui.ui.sources import HostedSource
 
 
@@ -14,7 +15,7 @@ def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: st
     from rftui.report import failure_reasons, leaderboard_text, show_data
 
     source = HostedSource(controller, first_events)
-    app = build_app(source, theme=theme)
+    app = build_app(source, theme=theme, cpu_budget=budget_from_env())
     try:
         code = app.run()
     finally:
@@ -39,7 +40,7 @@ def run_watch(exp: Any, spec: Any, store: Any, theme: str | None = None) -> int:
     from rftui.ui.watch import WatchSource
 
     source = WatchSource(exp, spec, store)
-    app = build_app(source, theme=theme)
+    app = build_app(source, theme=theme, cpu_budget=budget_from_env())
     try:
         app.run()
     finally:

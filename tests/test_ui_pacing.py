@@ -1,0 +1,85 @@
+"""The redraw pacer: periodic redraws slow down while the UI thread exceeds its CPU budget and speed
+back up when it is idle; keys are not paced (they call flush directly)."""
+from __future__ import annotations
+
+import pytest
+
+from rftui.errors import RftuiError
+from rftui.ui.pacing import BUDGET_ENV, DEFAULT_BUDGET, SLOWEST_SECONDS, RedrawPacer, budget_from_env
+
+
+class FakeClocks:
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def run(self, pacer: RedrawPacer, seconds: float, cpu_per_redraw: float, tick: float = 0.25) -> int:
+        """Tick the pacer for `seconds`; every redraw it allows costs `cpu_per_redraw` CPU seconds."""
+        redraws = 0
+        end = self.wall + seconds
+        while self.wall < end - 1e-9:
+            self.wall += tick
+            if pacer.due():
+                redraws += 1
+                self.cpu += cpu_per_redraw
+        return redraws
+
+
+def make(clocks: FakeClocks, budget: float | None = 0.02) -> RedrawPacer:
+    return RedrawPacer(4.0, budget, cpu_clock=lambda: clocks.cpu, wall_clock=lambda: clocks.wall)
+
+
+def test_cheap_redraws_stay_at_the_full_rate():
+    clocks = FakeClocks()
+    pacer = make(clocks)
+    redraws = clocks.run(pacer, 20.0, cpu_per_redraw=0.001)  # 0.4 % of a core at 4 Hz
+    assert redraws == 80
+    assert pacer.interval == pytest.approx(0.25)
+
+
+def test_costly_redraws_are_spaced_until_the_share_is_under_budget():
+    clocks = FakeClocks()
+    pacer = make(clocks)
+    clocks.run(pacer, 30.0, cpu_per_redraw=0.05)  # 20 % of a core at 4 Hz
+    before = clocks.cpu
+    redraws = clocks.run(pacer, 40.0, cpu_per_redraw=0.05)
+    share = (clocks.cpu - before) / 40.0
+    assert share <= 0.02 * 1.3  # settles around the budget (one growth step of slack)
+    assert 0 < redraws < 40 * 4 / 5
+    assert pacer.interval <= SLOWEST_SECONDS
+
+
+def test_the_interval_never_exceeds_the_slowest_pace():
+    clocks = FakeClocks()
+    pacer = make(clocks)
+    redraws = clocks.run(pacer, 60.0, cpu_per_redraw=1.0)  # every redraw costs a full second
+    assert pacer.interval == SLOWEST_SECONDS
+    assert redraws >= 60.0 / SLOWEST_SECONDS - 3  # still redraws, at least every 4 s once settled
+
+
+def test_the_pace_recovers_when_redraws_get_cheap_again():
+    clocks = FakeClocks()
+    pacer = make(clocks)
+    clocks.run(pacer, 30.0, cpu_per_redraw=0.2)
+    assert pacer.interval > 1.0
+    clocks.run(pacer, 60.0, cpu_per_redraw=0.0)
+    assert pacer.interval == pytest.approx(0.25)
+
+
+def test_no_budget_means_a_fixed_rate():
+    clocks = FakeClocks()
+    pacer = make(clocks, budget=None)
+    assert clocks.run(pacer, 10.0, cpu_per_redraw=0.2) == 40
+
+
+def test_budget_from_the_environment(monkeypatch):
+    monkeypatch.delenv(BUDGET_ENV, raising=False)
+    assert budget_from_env() == DEFAULT_BUDGET
+    monkeypatch.setenv(BUDGET_ENV, "0.1")
+    assert budget_from_env() == 0.1
+    monkeypatch.setenv(BUDGET_ENV, "off")
+    assert budget_from_env() is None
+    for bad in ("abc", "0", "2", "-0.5"):
+        monkeypatch.setenv(BUDGET_ENV, bad)
+        with pytest.raises(RftuiError, match=BUDGET_ENV):
+            budget_from_env()
