@@ -55,7 +55,12 @@ FORMULAS = {
                                           "and first model load that both pay once",
     "first_signal_ideal": "(K*(N-1) + 1) / N: sequentially the last config's first signal comes after (N-1) whole "
                           "runs plus 1/K of a run; with chunks it comes after N quanta = N/K of a run; "
-                          "((N-1) + 1/K) / (N/K) = (K(N-1)+1)/N. Fixed costs (imports, loads) are not in it",
+                          "((N-1) + 1/K) / (N/K) = (K(N-1)+1)/N. Fixed costs (imports, loads) are not in it: it is "
+                          "the bound for first_signal_speedup_after_startup",
+    "first_signal_ideal_from_launch": "the bound for first_signal_speedup (from launch): a scheduler that pays the "
+                                      "baseline's own start-up S_b (launch to its first optimizer step) and then "
+                                      "reaches the ideal on the training clock: first_signal(b) / (S_b + "
+                                      "first_signal_after_startup(b) / first_signal_ideal); median over rounds",
     "switch_overhead": "per quantum: switch-in (QuantumStarted.load_seconds: worker time from receiving the "
                        "command to the first optimizer step; counted for chunks >= 2 only, because the first "
                        "quantum of a run builds it - base load, tokenization, trainer - which the baseline pays "
@@ -757,6 +762,7 @@ def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None, partial: dic
                 partial.setdefault("partial_rounds", {})[size.name] = rounds
                 checkpoint_results(opts, partial)
         r, b, a, one = rnd["rftui"], rnd["b"], rnd["a"], rnd["rftui_1"]
+        ideal = (size.k * (size.n - 1) + 1) / size.n
         rnd["ratios"] = {
             "wall_ratio_vs_one_process": r["wall"] / b["wall"],
             "wall_ratio_vs_processes": r["wall"] / a["wall"],
@@ -766,6 +772,9 @@ def bench_size(size: Size, opts, root: Path, gpu: GpuMemory | None, partial: dic
             if a["first_signal"] and r["first_signal"] else None,
             "first_signal_speedup_after_startup": b["first_signal_after_startup"] / r["first_signal_after_startup"]
             if b["first_signal_after_startup"] and r["first_signal_after_startup"] else None,
+            "first_signal_ideal_from_launch": b["first_signal"] / (
+                b["first_signal"] - b["first_signal_after_startup"] + b["first_signal_after_startup"] / ideal)
+            if b["first_signal"] and b["first_signal_after_startup"] else None,
             "cpu_ratio_vs_one_process": r["cpu_seconds"] / b["cpu_seconds"] if b.get("cpu_seconds") else None,
             "cpu_ratio_vs_processes": r["cpu_seconds"] / a["cpu_seconds"] if a.get("cpu_seconds") else None,
             "switch_overhead_share": r["switch_overhead_share"],
@@ -853,9 +862,9 @@ def table(results: dict) -> str:
         lines.append(f"  {'ratio':<44}{'measured':>10}{'target':>12}")
         targets = {"wall_ratio_vs_one_process": "<= 1.03", "wall_ratio_vs_processes": "< 1",
                    "cpu_ratio_vs_one_process": "(<= 1.03)", "cpu_ratio_vs_processes": "(< 1)",
-                   "first_signal_speedup": f">= {0.9 * s['first_signal_ideal']:.2f}",
+                   "first_signal_speedup": f">= {0.9 * (s.get('first_signal_ideal_from_launch') or 0):.2f}",
                    "first_signal_speedup_after_startup": f">= {0.9 * s['first_signal_ideal']:.2f}",
-                   "first_signal_ideal": "", "switch_overhead_share": "< 0.02" if size["k"] and not res["bandwidth"]
+                   "first_signal_ideal": "", "first_signal_ideal_from_launch": "", "switch_overhead_share": "< 0.02" if size["k"] and not res["bandwidth"]
                    else "< 0.01", "memory_ratio": "<= 1.3", "memory_ratio_pss": "<= 1.3",
                    "max_abs_eval_loss_diff_at_s1_vs_b": ""}
         for key, target in targets.items():
@@ -924,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     primary = results["sizes"][sizes[0].name]["summary"]
     for key in ("wall_ratio_vs_one_process", "wall_ratio_vs_processes", "first_signal_speedup", "first_signal_ideal",
+                "first_signal_ideal_from_launch",
                 "first_signal_speedup_after_startup", "switch_overhead_share", "memory_ratio", "memory_ratio_pss"):
         results[key] = primary.get(key)
     results["primary_size"] = sizes[0].name

@@ -70,16 +70,19 @@ class Controller:
             self.scheduler.on_run_paused(rec.run_id)
 
     def start(self) -> list[Any]:
-        """Start the workers and the tracking runs; returns the first events."""
+        """Start the workers and the tracking runs; returns the first events.
+
+        The pool starts first: its workers spend seconds importing the training stack, and MLflow's
+        first run creation (its own imports, a new database) can overlap with that."""
         self.store.set_meta("status", "running")
         self.store.set_meta("controller_pid", os.getpid())
+        if self.pool is not None:
+            self.pool.start()
         out: list[Any] = []
         for rec in self.runs.values():
             self._start_tracking(rec)
             out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
         self._replay_metrics()
-        if self.pool is not None:
-            self.pool.start()
         return out
 
     def add_run(self, rec: RunRecord, out: list[Any]) -> None:

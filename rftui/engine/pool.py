@@ -1,6 +1,6 @@
 """WorkerPool: worker processes (one per device) behind one duplex Pipe each, polled with `wait`.
 
-Imports nothing heavy: torch is imported only by `devices_for` when CUDA may be wanted.
+Imports nothing heavy: torch is imported only by `devices_for` when a GPU driver is there.
 """
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ _main_lock = threading.Lock()
 _MISSING = object()
 
 
+def no_gpu_driver() -> bool:
+    """True when this is Linux and no NVIDIA or AMD GPU driver is loaded: no CUDA/ROCm device can exist,
+    and the controller need not import torch (1-2 s) to count devices."""
+    return sys.platform.startswith("linux") and not any(
+        os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
+
+
 def devices_for(num_workers_requested: int = 1, use_cuda: bool | None = None) -> list[str]:
     """One device string per worker: every CUDA device when CUDA is there, else N x "cpu".
 
@@ -40,7 +47,7 @@ def devices_for(num_workers_requested: int = 1, use_cuda: bool | None = None) ->
     The CUDA count comes from NVML where torch can, so the controller does not initialise CUDA.
     """
     count = 0
-    if use_cuda is not False:
+    if use_cuda is not False and not (use_cuda is None and no_gpu_driver()):
         try:
             import torch
 
