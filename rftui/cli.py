@@ -94,12 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from rftui.engine.setup import open_experiment
 
-    from rftui.control import controller_alive
+    from rftui.control import ensure_not_running
 
     exp, spec, store = open_experiment(args.experiment, args.workdir)
-    if controller_alive(store):
-        raise RftuiError(f"experiment {exp.name} is running (process {store.get_meta('controller_pid')}); "
-                         f"watch it with `rftui watch {exp.name}` or steer it with `rftui ctl {exp.name} ...`")
+    ensure_not_running(exp, store)
     if store.get_meta("status") == "finished":
         print(f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)")
         return 0

@@ -7,6 +7,7 @@ controller, so it takes effect when the experiment is resumed.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from rftui.engine.controller import Controller
@@ -18,8 +19,10 @@ ANSWER_TIMEOUT = 10.0
 
 
 def controller_alive(store: Store) -> bool:
+    """A controller process owns the experiment: it records its pid at start and clears it at close.
+    (A finished experiment whose UI is still open has a live controller that still serves ops.)"""
     pid = store.get_meta("controller_pid")
-    if not pid or store.get_meta("status") != "running":
+    if not pid:
         return False
     try:
         os.kill(int(pid), 0)
@@ -28,6 +31,13 @@ def controller_alive(store: Store) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def ensure_not_running(exp: ExperimentDir, store: Store) -> None:
+    """Refuse to drive an experiment that another process is training (two controllers would clash)."""
+    if controller_alive(store):
+        raise ExperimentError(f"experiment {exp.name} is running (process {store.get_meta('controller_pid')}); "
+                              f"watch it with `rftui watch {exp.name}` or steer it with `rftui ctl {exp.name} ...`")
 
 
 def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:
@@ -45,19 +55,35 @@ def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, 
     """Apply an op to a running or stopped experiment; returns the resolved op row; raises OpRefused."""
     if controller_alive(store):
         op_id = store.submit_op(source, op, run_id, args)
-        row = store.wait_op(op_id, ANSWER_TIMEOUT)
-        if row["status"] == "pending":
-            raise ExperimentError(f"experiment {exp.name} did not answer within {ANSWER_TIMEOUT:.0f} s; "
-                                  "is its process stuck? The op stays queued and is applied when it reads it")
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while True:
+            row = store.wait_op(op_id, min(0.5, max(0.0, deadline - time.monotonic())))
+            if row["status"] != "pending":
+                break
+            if not controller_alive(store):  # it closed without reading the op: apply it here
+                if store.withdraw_op(op_id, "the experiment's process closed before reading it; "
+                                            "applied to the stored experiment instead"):
+                    row = _apply_offline(exp, spec, store, op, run_id, args, source)
+                else:
+                    row = store.get_op(op_id) or row
+                break
+            if time.monotonic() >= deadline:
+                raise ExperimentError(f"experiment {exp.name} did not answer within {ANSWER_TIMEOUT:.0f} s; "
+                                      "is its process stuck? The op stays queued and is applied when it reads it")
     else:
-        controller = offline_controller(exp, spec, store)
-        try:
-            resolved = controller.apply_op(op, run_id, args, source, [])
-        finally:
-            if controller.sink is not None:
-                controller.sink.flush()
-                controller.sink.close()
-        row = {"status": resolved.status, "reason": resolved.reason, "new_run_id": resolved.new_run_id}
+        row = _apply_offline(exp, spec, store, op, run_id, args, source)
     if row["status"] != "applied":
         raise OpRefused(f"{op} {run_id or ''}: refused: {row['reason']}")
     return row
+
+
+def _apply_offline(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, args: dict[str, Any],
+                   source: str) -> dict[str, Any]:
+    controller = offline_controller(exp, spec, store)
+    try:
+        resolved = controller.apply_op(op, run_id, args, source, [])
+    finally:
+        if controller.sink is not None:
+            controller.sink.flush()
+            controller.sink.close()
+    return {"status": resolved.status, "reason": resolved.reason, "new_run_id": resolved.new_run_id}

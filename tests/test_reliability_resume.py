@@ -2,10 +2,12 @@
 bitwise equal to an undisturbed run, and no metric step is lost or duplicated in state.db or MLflow."""
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import time
 
+import pytest
 from mlflow import MlflowClient
 
 from reliability_helpers import (
@@ -217,3 +219,75 @@ def test_resuming_a_run_left_stopped_in_a_finished_experiment_lets_rftui_resume_
     submit(ctl.exp, ctl.spec, ctl.store, "resume", "r1", {})
     assert ctl.store.get_meta("status") == "interrupted"
     assert ctl.store.get_run("r1")["status"] == "waiting"
+
+
+def test_a_ctl_op_is_served_by_a_finished_controller_that_is_still_open(tmp_path):
+    """A finished experiment whose UI is still open keeps its controller: `rftui ctl` must reach it, not
+    apply the op behind its back to the store (the live controller would never learn of the clone)."""
+    import threading
+
+    from engine_helpers import drive, fake_experiment
+    from rftui.control import controller_alive, submit
+
+    ctl = fake_experiment(tmp_path, "open-after-finish", num_chunks=2, max_steps=4)
+    try:
+        drive(ctl, limit=60)
+        assert ctl.store.get_meta("status") == "finished"
+        assert controller_alive(ctl.store)
+        answer: dict = {}
+        worker = threading.Thread(target=lambda: answer.update(
+            submit(ctl.exp, ctl.spec, ctl.store, "clone", "r1", {"edits": {"learning_rate": 5e-4}})))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while worker.is_alive():
+            assert time.monotonic() < deadline, "the op was not answered"
+            ctl.step(0.05)
+        worker.join()
+        assert answer["new_run_id"] == "r3"
+        assert "r3" in ctl.runs  # the live controller has the clone and trains it
+        drive(ctl, limit=60)
+        assert ctl.runs["r3"].status == "completed"
+    finally:
+        ctl.close()
+
+
+def test_an_op_left_unread_by_a_closing_controller_is_applied_to_the_store(tmp_path):
+    """The op arrives as the experiment's process closes: instead of a 10 s wait and an error, the
+    submitter withdraws it and applies it offline, and the log says so."""
+    import threading
+
+    from engine_helpers import drive, fake_experiment
+    from rftui.control import submit
+
+    ctl = fake_experiment(tmp_path, "closing", num_chunks=2, max_steps=4)
+    drive(ctl, limit=60)
+    answer: dict = {}
+    worker = threading.Thread(target=lambda: answer.update(submit(ctl.exp, ctl.spec, ctl.store, "delete", "r2", {})))
+    t0 = time.monotonic()
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not ctl.store.pending_ops():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    ctl.close()  # without stepping again: the op is never read by this controller
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.monotonic() - t0 < 5
+    assert answer["status"] == "applied"
+    assert ctl.store.get_run("r2")["status"] == "deleted"
+    ops = ctl.store.list_ops()
+    assert [(o["op"], o["status"]) for o in ops] == [("delete", "refused"), ("delete", "applied")]
+    assert "closed before reading it" in ops[0]["reason"]
+
+
+def test_the_api_refuses_to_resume_an_experiment_another_process_trains(tmp_path):
+    from engine_helpers import fake_experiment
+    from rftui.api import Experiment
+    from rftui.errors import ExperimentError
+
+    ctl = fake_experiment(tmp_path, "busy", num_chunks=2, max_steps=4)
+    ctl.store.set_meta("controller_pid", os.getppid())  # a live process that is not this one
+    api = Experiment("busy", workdir=tmp_path)
+    assert api.exp is not None
+    with pytest.raises(ExperimentError, match="is running"):
+        api.resume()
+    ctl.store.set_meta("controller_pid", None)
