@@ -3,12 +3,14 @@
 The app mixes in `BridgeMixin` and calls `start_bridge()` on mount. The thread owns the source
 (for a hosted controller: the only thread that ever calls `step()`). It merges batches while the
 app's message queue is long (backpressure without slowing the engine: the controller keeps
-stepping) and posts one `EngineBatch` per poll otherwise. If the app goes away without a clean
-stop (an exception, a cancelled worker), it still asks the source to stop, so a hosted
-experiment checkpoints before the process exits.
+stepping), and otherwise posts at most one `EngineBatch` per POST_SECONDS: the screen redraws at
+most at 4 Hz anyway, and every message costs the UI thread, whose CPU a CPU box takes from
+training. If the app goes away without a clean stop (an exception, a cancelled worker), it still
+asks the source to stop, so a hosted experiment checkpoints before the process exits.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual import work
@@ -18,6 +20,7 @@ from rftui.ui.messages import EngineBatch, SourceClosed
 from rftui.ui.model import Batch
 
 MAX_QUEUED_MESSAGES = 20
+POST_SECONDS = 0.25
 
 
 class BridgeMixin:
@@ -34,14 +37,17 @@ class BridgeMixin:
         source = self.source
         pending: Batch | None = None
         error: str | None = None
+        posted_at = float("-inf")
         try:
             batch = source.open()
             while True:
                 if not batch.empty():
                     pending = batch if pending is None else pending.merge(batch)
-                if pending is not None and self.message_queue_size < MAX_QUEUED_MESSAGES:
+                now = time.monotonic()
+                if (pending is not None and now - posted_at >= POST_SECONDS
+                        and self.message_queue_size < MAX_QUEUED_MESSAGES):
                     self.post_message(EngineBatch(pending))
-                    pending = None
+                    pending, posted_at = None, now
                 if source.done:
                     break
                 if worker.is_cancelled:

@@ -22,7 +22,10 @@ def clock_text(seconds: float) -> str:
 
 
 class EventLog(RichLog):
-    """A RichLog of LogLines, each stamped with the time since the app started (wraps at words)."""
+    """A RichLog of LogLines, each stamped with the time since the app started (wraps at words).
+
+    Engine lines can be deferred to the screen's paced redraw (`add(..., defer=True)`, then
+    `flush()`): every write re-lays out the screen, which costs more than the line itself."""
 
     DEFAULT_CSS = """
     EventLog { height: 6; border: round $panel-lighten-2; border-title-color: $foreground; padding: 0 1;
@@ -36,12 +39,21 @@ class EventLog(RichLog):
         self.lines_written: list[tuple[str, LogLine]] = []
         self.border_title = "events"
         self._wrapped_at = 0
+        self._deferred: list[tuple[str, LogLine]] = []
 
-    def add(self, line: LogLine) -> None:
+    def add(self, line: LogLine, defer: bool = False) -> None:
         entry = (clock_text(self.elapsed()), line)
-        self.lines_written.append(entry)
+        self._deferred.append(entry)
+        if not defer:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the deferred lines (one layout for all of them)."""
+        entries, self._deferred = self._deferred, []
+        self.lines_written += entries
         del self.lines_written[:-MAX_LINES]
-        self._show(*entry)
+        for entry in entries:
+            self._show(*entry)
 
     def _show(self, stamp: str, line: LogLine) -> None:
         variables = self.app.theme_variables
@@ -66,4 +78,4 @@ class EventLog(RichLog):
             self._show(stamp, line)
 
     def texts(self) -> list[str]:
-        return [line.text for _, line in self.lines_written]
+        return [line.text for _, line in self.lines_written + self._deferred]

@@ -121,8 +121,9 @@ class MainScreen(Screen[None]):
         self._dirty_series |= changes.series
         self._columns |= changes.columns
         self._status = True
+        log = self.query_one(EventLog)
         for line in changes.log:
-            self.log_line(line)
+            log.add(line, defer=True)  # written at the next redraw
         return changes
 
     def log_line(self, line: LogLine) -> None:
@@ -146,6 +147,7 @@ class MainScreen(Screen[None]):
             return
         table = self.query_one(RunsTable)
         with self.app.batch_update():
+            self.query_one(EventLog).flush()
             now = time.monotonic()
             table_due = self._dirty_runs and now - self._table_at >= TABLE_SECONDS
             if self._table_all or self._columns or table_due:

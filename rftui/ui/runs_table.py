@@ -200,7 +200,9 @@ class RunsTable(DataTable, inherit_bindings=False):
 
     def _update_row(self, row: RunRow) -> None:
         for col, cell in zip(self.shown, self._cells(row)):
-            self.update_cell(row.run_id, col.key, cell, update_width=True)
+            # Widths are reserved at rebuild; asking DataTable to re-measure re-lays out the screen.
+            grow = cell.cell_len > self.columns[col.key].content_width
+            self.update_cell(row.run_id, col.key, cell, update_width=grow)
 
     # ------------------------------------------------------------------ sorting and selection
 

@@ -17,7 +17,7 @@ from rftui.engine import events as ev
 from rftui.engine.messages import EvalDone, StepLogged
 from rftui.ui.model import Batch, RunRow
 
-STEP_TIMEOUT = 0.1
+STEP_TIMEOUT = 0.25  # as headless: ops wake the controller at once, stop requests wait this long at most
 
 
 class Source(Protocol):
