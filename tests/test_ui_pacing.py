@@ -83,3 +83,49 @@ def test_budget_from_the_environment(monkeypatch):
         monkeypatch.setenv(BUDGET_ENV, bad)
         with pytest.raises(RftuiError, match=BUDGET_ENV):
             budget_from_env()
+
+
+class StubPacer:
+    """A pacer that answers `due()` as told (the screen asks it on every timer tick)."""
+
+    def __init__(self, due: bool) -> None:
+        self.answer = due
+        self.asked = 0
+
+    def due(self) -> bool:
+        self.asked += 1
+        return self.answer
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("due", [False, True])
+async def test_the_screen_redraws_new_points_only_when_the_pacer_allows_but_keys_at_once(tmp_path, due):
+    import asyncio
+
+    from ui_helpers import FixedClock, record, settle
+
+    from rftui.ui.app import build_app
+    from rftui.ui.charts import RunPane
+    from rftui.ui.model import Batch
+
+    source = record(tmp_path, quanta=3)
+    app = build_app(source, theme="rftui-dark", clock=FixedClock())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot, app)
+        pacer = app.main.pacer = StubPacer(due)
+        pane = next(p for p in app.main.query(RunPane) if p.run_id == "r1")
+        version = pane._version
+        last = app.model.series["r1"]["loss"].steps[-1]
+        source.push(Batch(points=[("r1", last + 1, "loss", 0.5, "train")]))
+        for _ in range(50):  # the bridge posts it; the model has it at once
+            await asyncio.sleep(0.02)
+            if app.model.series["r1"]["loss"].steps[-1] == last + 1:
+                break
+        assert app.model.series["r1"]["loss"].steps[-1] == last + 1
+        await pilot.pause(0.7)  # at least two timer ticks
+        assert pacer.asked >= 2
+        assert (pane._version > version) is due
+        version = pane._version
+        await pilot.press("m")  # a key redraws whatever the pacer says
+        await pilot.pause()
+        assert pane._version > version and app.main.metric == "eval_loss"
