@@ -60,6 +60,7 @@ def test_sigkilled_worker_is_noticed_within_2s_retried_once_and_a_second_death_f
     assert runs["r1"]["status"] == "failed"
     reason = runs["r1"]["reason"]
     assert "its worker died twice" in reason and "SIGKILL" in reason, reason
+    assert runs["r2"]["status"] == "completed" and not runs["r2"]["reason"]  # its "retrying once" is over
     assert runs["r2"]["status"] == "completed"
     # r2's quantum was redone from its checkpoint: its results equal an undisturbed run's.
     assert [q["status"] for q in ctl.store.list_quanta("r2")] == ["done", "lost", "done", "done", "done"]

@@ -219,7 +219,9 @@ class Controller:
 
     def _set_status(self, rec: RunRecord, status: str, out: list[Any], reason: str | None = None) -> None:
         changed = rec.status != status or reason
-        rec.status, rec.reason = status, reason if reason is not None else rec.reason
+        if reason is not None or rec.status != status:  # a new status without a reason clears the old one
+            rec.reason = reason
+        rec.status = status
         self.store.update_run(rec.run_id, **rec.store_fields())
         if changed:
             out.append(ev.RunStatusChanged(rec.run_id, status, reason))
