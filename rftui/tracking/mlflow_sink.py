@@ -19,7 +19,6 @@ that tracking can never stop or slow training:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import queue
 import re
@@ -30,136 +29,28 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
+from rftui.tracking.mlflow_values import (  # noqa: F401  (IDENTITY_TAG, default_tracking_uri, mlflow_key: re-exported)
+    IDENTITY_TAG,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    STATUS_ALIASES,
+    TERMINAL_STATUSES,
+    as_mapping,
+    default_tracking_uri,
+    error_code,
+    flatten_params,
+    is_permanent,
+    mlflow_key,
+    short_error,
+    sqlite_path,
+    tag_dict,
+)
 from rftui.tracking.redact import redact
 
 __all__ = ["MlflowSink", "default_tracking_uri", "flatten_params", "redact", "mlflow_key"]
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())  # never fall through to logging's stderr "last resort"
-
-# MLflow's documented limits (mlflow.utils.validation in 3.x).
-MAX_PARAM_VAL_LENGTH = 6000
-MAX_TAG_VAL_LENGTH = 8000
-MAX_KEY_LENGTH = 250
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-
-_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
-_PERMANENT_ERROR_CODES = frozenset(
-    {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE",
-     "PERMISSION_DENIED", "RESOURCE_ALREADY_EXISTS"}
-)
-_TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
-# A tag naming one rftui run for good (experiment + run + creation time): a start_run without an MLflow run id
-# re-attaches to the run that carries the same value, so a restart never makes a second MLflow run.
-IDENTITY_TAG = "rftui.identity"
-_STATUS_ALIASES = {
-    "RUNNING": "RUNNING", "SCHEDULED": "SCHEDULED", "FINISHED": "FINISHED",
-    "FAILED": "FAILED", "KILLED": "KILLED",
-    # rftui run states
-    "PENDING": "SCHEDULED", "WAITING": "RUNNING", "COMPLETED": "FINISHED",
-    "STOPPED": "KILLED", "DELETED": "KILLED",
-}
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def default_tracking_uri(workdir: Path | str) -> str:
-    """``sqlite:///<absolute workdir>/mlflow.db`` (four slashes before an absolute POSIX path)."""
-    return "sqlite:///" + Path(workdir).expanduser().resolve().as_posix() + "/mlflow.db"
-
-
-def mlflow_key(name: Any) -> str:
-    """A metric/param/tag name MLflow accepts: disallowed characters become "_", cut to 250."""
-    key = _BAD_KEY_CHARS.sub("_", str(name)).strip() or "_"
-    return key[:MAX_KEY_LENGTH]
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[: limit - 3] + "..."
-
-
-def _param_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
-        return json.dumps(items, separators=(",", ":"), default=str)
-    if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', '?')}:{value.__qualname__}"
-    return str(value)
-
-
-def flatten_params(knobs_or_nested: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten a nested mapping into MLflow params: ``{"lora": {"r": 8}} -> {"lora.r": "8"}``.
-
-    Lists/tuples become compact JSON (``[8,16]``), sets sorted JSON, an empty mapping ``{}``,
-    dataclass instances are flattened like mappings, callables become ``module:qualname``,
-    everything else ``str(value)``. Keys are made MLflow-legal; values are cut to MLflow's
-    param limit (6000 characters). Secrets are *not* removed here: call :func:`redact` first.
-    """
-    out: dict[str, str] = {}
-    _flatten_into(out, knobs_or_nested, prefix)
-    return out
-
-
-def _flatten_into(out: dict[str, str], value: Any, prefix: str) -> None:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        if not value and prefix:
-            out[mlflow_key(prefix)] = "{}"
-        for k, v in value.items():
-            _flatten_into(out, v, f"{prefix}.{k}" if prefix else str(k))
-        return
-    out[mlflow_key(prefix or "value")] = _cut(_param_str(value), MAX_PARAM_VAL_LENGTH)
-
-
-def _as_mapping(obj: Any) -> dict[str, Any]:
-    if obj is None:
-        return {}
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if hasattr(obj, "to_dict"):
-        return dict(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    return dict(obj)
-
-
-def _tag_dict(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    safe = redact(dict(tags))
-    return {mlflow_key(k): _cut(_param_str(v), MAX_TAG_VAL_LENGTH) for k, v in safe.items()}
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return _cut(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 200)
-
-
-def _error_code(exc: BaseException) -> str | None:
-    code = getattr(exc, "error_code", None)
-    return code if isinstance(code, str) else None
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    """True when retrying the same request cannot succeed (bad value, run gone or deleted)."""
-    return _error_code(exc) in _PERMANENT_ERROR_CODES
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
-
 
 def _quiet_mlflow_loggers() -> None:
     """Keep MLflow/alembic from writing to stderr (the TUI owns the terminal): their records
@@ -303,11 +194,11 @@ class MlflowSink:
         if self._closed:
             return self._mlflow_ids.get(run_id)
         try:
-            flat = flatten_params(redact(_as_mapping(params)))
-            tag_map = _tag_dict(tags)
+            flat = flatten_params(redact(as_mapping(params)))
+            tag_map = tag_dict(tags)
         except Exception as exc:  # a weird params object must not break training
-            self._warn_once("params", f"MLflow params for run {run_id} not usable: {_short(exc)}")
-            flat, tag_map = {}, _tag_dict({"rftui.run_id": run_id})
+            self._warn_once("params", f"MLflow params for run {run_id} not usable: {short_error(exc)}")
+            flat, tag_map = {}, tag_dict({"rftui.run_id": run_id})
         waiter = _Waiter()
         self._queue.put(("start", str(run_id), str(label), flat, tag_map, mlflow_run_id, waiter))
         if self._backend_down or not self._start_wait_ok:
@@ -339,7 +230,7 @@ class MlflowSink:
         run of a run that was not started with :meth:`start_run` in this process (e.g. a
         stopped run after ``rftui resume``); it is ignored for runs the sink already knows.
         """
-        mapped = _STATUS_ALIASES.get(str(status).upper())
+        mapped = STATUS_ALIASES.get(str(status).upper())
         if mapped is None:
             raise ValueError(f"unknown run status {status!r}; expected one of "
                              "RUNNING, FINISHED, KILLED, FAILED, SCHEDULED")
@@ -352,7 +243,7 @@ class MlflowSink:
         """Set (redacted) tags on the run's MLflow run."""
         if self._closed or not tags:
             return
-        self._queue.put(("tags", str(run_id), _tag_dict(tags), mlflow_run_id))
+        self._queue.put(("tags", str(run_id), tag_dict(tags), mlflow_run_id))
 
     def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None) -> None:
         """Tag ``rftui.deleted=true``, set status KILLED, then delete the MLflow run."""
@@ -435,7 +326,7 @@ class MlflowSink:
                 self._cycle(time.monotonic(), force=False)
         except BaseException as exc:  # pragma: no cover - defensive: the sink just goes quiet
             self._backend_down = True
-            self._warn_once("internal", f"MLflow sink stopped: {_short(exc)}")
+            self._warn_once("internal", f"MLflow sink stopped: {short_error(exc)}")
         finally:
             for run in self._runs.values():
                 for waiter in run.waiters:
@@ -548,7 +439,7 @@ class MlflowSink:
 
             if self.quiet_mlflow_logs:
                 _quiet_mlflow_loggers()
-            db_path = _sqlite_path(self.tracking_uri)
+            db_path = sqlite_path(self.tracking_uri)
             if db_path is not None:
                 db_path.parent.mkdir(parents=True, exist_ok=True)
             client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -562,7 +453,7 @@ class MlflowSink:
             self._init_next_try = now + self._backoff(self._init_fail_count)
             self._warn_once(
                 "backend",
-                f"MLflow tracking unavailable at {self.tracking_uri} ({_short(exc)}); "
+                f"MLflow tracking unavailable at {self.tracking_uri} ({short_error(exc)}); "
                 "training continues, MLflow logging is retried",
             )
             for run in self._runs.values():
@@ -589,7 +480,7 @@ class MlflowSink:
             try:
                 return client.create_experiment(self.experiment_name, artifact_location=location)
             except Exception as exc:  # created meanwhile by another sink/process
-                if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 experiment = client.get_experiment_by_name(self.experiment_name)
                 if experiment is None:
@@ -661,7 +552,7 @@ class MlflowSink:
         if run.pending_status:
             self._stage = "status"
             status = run.pending_status
-            if status in _TERMINAL_STATUSES:
+            if status in TERMINAL_STATUSES:
                 self._guarded(run, "status", lambda: client.set_terminated(mid, status))
             else:
                 self._guarded(run, "status", lambda: client.update_run(mid, status=status))
@@ -693,11 +584,11 @@ class MlflowSink:
             call()
             return True
         except Exception as exc:
-            if not _is_permanent(exc):
+            if not is_permanent(exc):
                 raise
             self._warn_once(
                 f"rejected-{what}",
-                f"MLflow rejected {what} of run {run.run_id} ({_short(exc)}); skipped",
+                f"MLflow rejected {what} of run {run.run_id} ({short_error(exc)}); skipped",
             )
             return False
 
@@ -719,7 +610,7 @@ class MlflowSink:
             try:
                 found = client.get_run(run.attach_id)
             except Exception as exc:
-                if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 self._warn_once(
                     "reattach",
@@ -799,7 +690,7 @@ class MlflowSink:
             run.failing_since = now
         self._warn_once(
             stage,
-            f"MLflow {stage} failed for run {run.run_id} ({_short(exc)}); training continues, "
+            f"MLflow {stage} failed for run {run.run_id} ({short_error(exc)}); training continues, "
             "retrying",
         )
         if not run.started:
