@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    ("tracking_uri", args.tracking_uri)) if v}
     spec = replace(spec, **overrides)
     if spec.create_model is None:
-        from rftui.training.builtin_model import check_model_available
+        from rftui.training.model_loading import check_model_available
 
         for model_name in dict.fromkeys(run.model_name for run in spec.runs):
             check_model_available(model_name)

@@ -18,6 +18,7 @@ import torch
 
 from rftui.errors import ModelLoadError
 from rftui.training import builtin_model as bm
+from rftui.training import model_loading as ml
 
 TINY = "rftui/tiny-llama"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -96,10 +97,10 @@ def test_builds_and_generates_offline_with_plain_from_pretrained(capfd):
 
 
 def test_load_is_fast_quiet_and_pads(capfd, record_property):
-    bm.load_model_and_tokenizer(TINY)  # warm the import paths
+    ml.load_model_and_tokenizer(TINY)  # warm the import paths
     capfd.readouterr()
     t0 = time.perf_counter()
-    model, tok = bm.load_model_and_tokenizer(
+    model, tok = ml.load_model_and_tokenizer(
         TINY, model_kwargs={"device_map": "auto", "torch_dtype": "auto", "use_cache": False}
     )
     elapsed = time.perf_counter() - t0
@@ -151,7 +152,7 @@ def test_trl_sft_labels_only_the_completion(tmp_path, caplog):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = bm.load_model_and_tokenizer(TINY)
+    model, tok = ml.load_model_and_tokenizer(TINY)
     rows = _corpus_rows(3)
     ds = Dataset.from_list(
         [
@@ -264,7 +265,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["someorg/no-such-model-rftui", "gpt2"])
 def test_unknown_model_offline_raises_clear_error(name):
     with pytest.raises(ModelLoadError) as err:
-        bm.load_model_and_tokenizer(name)
+        ml.load_model_and_tokenizer(name)
     msg = str(err.value)
     assert repr(name) in msg and TINY in msg and f"huggingface-cli download {name}" in msg
     assert "offline" in msg.lower()
@@ -273,20 +274,20 @@ def test_unknown_model_offline_raises_clear_error(name):
 def test_missing_local_path_raises_clear_error(tmp_path):
     missing = str(tmp_path / "nope")
     with pytest.raises(ModelLoadError, match="no such directory") as err:
-        bm.load_model_and_tokenizer(missing)
+        ml.load_model_and_tokenizer(missing)
     assert TINY in str(err.value)
     with pytest.raises(ModelLoadError):
-        bm.load_model_and_tokenizer(str(tmp_path))  # exists, but holds no model
+        ml.load_model_and_tokenizer(str(tmp_path))  # exists, but holds no model
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only translation")
 def test_model_kwargs_translated_for_cpu():
-    out = bm._translate_model_kwargs(
+    out = ml._translate_model_kwargs(
         {"device_map": "auto", "torch_dtype": "auto", "load_in_4bit": True, "use_cache": False,
          "attn_implementation": "flash_attention_2"}
     )
     assert out == {"dtype": "auto", "use_cache": False}
-    assert bm._translate_model_kwargs({"torch_dtype": "float16"}) == {"dtype": torch.float32}
-    assert bm._translate_model_kwargs({"dtype": "bf16"}) == {"dtype": torch.bfloat16}
+    assert ml._translate_model_kwargs({"torch_dtype": "float16"}) == {"dtype": torch.float32}
+    assert ml._translate_model_kwargs({"dtype": "bf16"}) == {"dtype": torch.bfloat16}
     with pytest.raises(ModelLoadError):
-        bm._translate_model_kwargs({"dtype": "float13"})
+        ml._translate_model_kwargs({"dtype": "float13"})

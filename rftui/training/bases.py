@@ -30,7 +30,7 @@ class ResidentBase:
 
 
 def default_loader(name: str, model_kwargs: dict | None = None, tokenizer_name: str | None = None):
-    from rftui.training.builtin_model import load_model_and_tokenizer
+    from rftui.training.model_loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(name, model_kwargs=model_kwargs, tokenizer_name=tokenizer_name)
 

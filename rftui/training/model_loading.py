@@ -1,0 +1,239 @@
+"""Loading a model and its tokenizer by name: a built-in name, a local directory or a Hub id.
+
+Works without a network: a built-in name is built locally (rftui.training.builtin_model), a Hub
+id is read from the local cache when the Hub is unreachable or offline mode is on, and every
+failure becomes a ModelLoadError that says which name failed and what to do.
+"""
+from __future__ import annotations
+
+import os
+import time
+from rftui.errors import ModelLoadError
+from rftui.training.builtin_model import PAD_TOKEN, TINY_LLAMA, _quiet_loading, is_builtin, resolve_model_path
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
+    """Adapt user `from_pretrained` kwargs to this machine: what cannot apply without CUDA is dropped."""
+    import torch
+
+    kwargs = dict(model_kwargs or {})
+    has_cuda = torch.cuda.is_available()
+
+    if "torch_dtype" in kwargs:  # transformers 5 renamed it
+        value = kwargs.pop("torch_dtype")
+        kwargs.setdefault("dtype", value)
+    dtype = kwargs.get("dtype")
+    if isinstance(dtype, str) and dtype != "auto":
+        key = dtype.lower().removeprefix("torch.")
+        if key not in _DTYPE_NAMES:
+            raise ModelLoadError(f"Unknown model dtype {dtype!r}; use one of auto, float32, bfloat16, float16.")
+        dtype = getattr(torch, _DTYPE_NAMES[key])
+    if not has_cuda and dtype is torch.float16:
+        dtype = torch.float32  # fp16 training on CPU is unsupported/unstable
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+
+    if not has_cuda:
+        kwargs.pop("device_map", None)
+        for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
+            kwargs.pop(key, None)  # bitsandbytes quantization needs a GPU
+        if str(kwargs.get("attn_implementation", "")).startswith("flash_attention"):
+            kwargs.pop("attn_implementation")
+    return kwargs
+
+
+def _offline_env() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only at import)."""
+    if any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
+        return False
+
+
+_HUB_PROBE: dict[str, tuple[float, bool]] = {}
+_HUB_PROBE_TTL_S = 60.0
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub endpoint accepts a TCP connection (cached for a minute).
+
+    Without this, an unreachable hub costs ~45 s of retries per file before transformers gives up.
+    Behind an HTTP(S) proxy a direct connection proves nothing, so the hub is assumed reachable.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # pragma: no cover
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    key = f"{host}:{port}"
+    now = time.monotonic()
+    cached = _HUB_PROBE.get(key)
+    if cached is not None and now - cached[0] < _HUB_PROBE_TTL_S:
+        return cached[1]
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _HUB_PROBE[key] = (now, ok)
+    return ok
+
+
+def _is_local_path_name(name: str) -> bool:
+    """Whether `name` is meant as a filesystem path rather than a hub id ("org/model")."""
+    if name.startswith(("/", "./", "../", "~")) or name in {".", ".."} or os.path.exists(os.path.expanduser(name)):
+        return True
+    parts = name.split("/")
+    return not (1 <= len(parts) <= 2 and all(parts))
+
+
+def _load_error(name: str, what: str, exc: BaseException | None, reason: str) -> ModelLoadError:
+    """`reason`: "local" (a path), "offline" (offline mode set), "unreachable" (no hub) or "hub"."""
+    detail = " ".join(str(exc).split()) if exc is not None else ""
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    detail = f" ({detail})" if detail else ""
+    if reason == "local":
+        if not os.path.exists(os.path.expanduser(name)):
+            return ModelLoadError(
+                f"Cannot load {what} {name!r}: no such directory. Give the path of a directory saved with "
+                f"save_pretrained, a Hugging Face model id, or the built-in model {TINY_LLAMA!r}."
+            )
+        return ModelLoadError(
+            f"Cannot load {what} {name!r} from that local directory{detail}. Check that it holds a model saved "
+            f"with save_pretrained, or use the built-in model {TINY_LLAMA!r}."
+        )
+    where = {
+        "offline": "it is not in the local Hugging Face cache and offline mode (HF_HUB_OFFLINE) is set",
+        "unreachable": "it is not in the local Hugging Face cache and the Hugging Face Hub cannot be reached",
+    }.get(reason, "it was not found in the local Hugging Face cache or on the Hugging Face Hub")
+    return ModelLoadError(
+        f"Cannot load {what} {name!r}: {where}{detail}. To fix it: download it while online "
+        f"(`huggingface-cli download {name}`), give a local directory saved with save_pretrained instead, "
+        f"or use the built-in model {TINY_LLAMA!r}, which needs no network."
+    )
+
+
+def _from_pretrained(loader, name: str, path: str, what: str, kwargs: dict):
+    """`loader.from_pretrained(path, **kwargs)` with failures turned into a `ModelLoadError`."""
+    kwargs = dict(kwargs)
+    if is_builtin(name) or _is_local_path_name(path):
+        reason = "local"
+        path = os.path.expanduser(path)
+    elif kwargs.get("local_files_only") or _offline_env():
+        reason = "offline"
+        kwargs["local_files_only"] = True  # honour offline mode even when it was set after import
+    elif not _hub_reachable():
+        reason = "unreachable"
+        kwargs["local_files_only"] = True  # use the cache, without retrying the network for a minute
+    else:
+        reason = "hub"
+    if kwargs.get("local_files_only") and reason != "local" and hasattr(loader, "from_config"):
+        # transformers' adapter lookup does not inherit local_files_only and would retry the network
+        kwargs["adapter_kwargs"] = {**(kwargs.get("adapter_kwargs") or {}), "local_files_only": True}
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise _load_error(name, what, exc, reason) from exc
+
+
+def load_model_and_tokenizer(
+    name: str,
+    model_kwargs: dict | None = None,
+    tokenizer_name: str | None = None,
+):
+    """Load `(model, tokenizer)` for a built-in name, a Hugging Face id or a local directory.
+
+    `model_kwargs` go to `AutoModelForCausalLM.from_pretrained`, minus what cannot apply on this
+    machine (see `_translate_model_kwargs`). The tokenizer always has a pad token (the eos token when
+    it had none). Raises `ModelLoadError` naming the model and the fixes when it is neither cached
+    nor reachable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ModelLoadError(f"No model given (got {name!r}); use a Hugging Face id, a local path or {TINY_LLAMA!r}.")
+    name = str(name).strip()
+    tok_name = str(tokenizer_name).strip() if tokenizer_name else name
+    kwargs = _translate_model_kwargs(model_kwargs)
+    tok_kwargs = {
+        k: kwargs[k]
+        for k in ("trust_remote_code", "revision", "cache_dir", "token", "local_files_only")
+        if k in kwargs and not (tokenizer_name and k == "revision")
+    }
+
+    with _quiet_loading():
+        model = _from_pretrained(AutoModelForCausalLM, name, resolve_model_path(name), "model", kwargs)
+        tokenizer = _from_pretrained(
+            AutoTokenizer,
+            tok_name,
+            resolve_model_path(tok_name),
+            "tokenizer" if tokenizer_name else "the tokenizer of model",
+            tok_kwargs,
+        )
+
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+            model.resize_token_embeddings(len(tokenizer))
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    gen_cfg = getattr(model, "generation_config", None)
+    if gen_cfg is not None and getattr(gen_cfg, "pad_token_id", None) is None:
+        gen_cfg.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def check_model_available(name: str, what: str = "model") -> None:
+    """Raise ModelLoadError now, before anything trains, when `name` cannot be loaded here.
+
+    A built-in name always can; a path must be a directory; a hub id must be in the local
+    Hugging Face cache or the hub must be reachable (and offline mode off).
+    """
+    if is_builtin(name):
+        return
+    if _is_local_path_name(name):
+        if not os.path.isdir(os.path.expanduser(name)):
+            raise _load_error(name, what, None, "local")
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(repo_id=name, filename="config.json"), str):
+            return
+    except Exception:  # an odd id or an old huggingface_hub: decide by reachability below
+        pass
+    if _offline_env():
+        raise _load_error(name, what, None, "offline")
+    if not _hub_reachable():
+        raise _load_error(name, what, None, "unreachable")
