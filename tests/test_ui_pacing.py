@@ -129,3 +129,69 @@ async def test_the_screen_redraws_new_points_only_when_the_pacer_allows_but_keys
         await pilot.press("m")  # a key redraws whatever the pacer says
         await pilot.pause()
         assert pane._version > version and app.main.metric == "eval_loss"
+
+
+async def _paced_app(tmp_path):
+    from ui_helpers import FixedClock, record
+
+    from rftui.ui.app import build_app
+
+    source = record(tmp_path, quanta=3)
+    return build_app(source, theme="rftui-dark", clock=FixedClock()), source
+
+
+async def _cell_becomes(pilot, table, run_id: str, column: str, text: str, seconds: float = 1.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        if table.get_cell(run_id, column).plain == text:
+            return True
+    return False
+
+
+@pytest.mark.anyio
+async def test_a_key_op_shows_its_effect_within_a_second_while_redraws_are_paced(tmp_path):
+    """A clone adds a run (no status change of a shown row): the answered op makes the screen
+    redraw at full rate for a moment, whatever the pacer says."""
+    import time
+
+    from ui_helpers import settle
+
+    from rftui.ui.runs_table import RunsTable
+
+    app, source = await _paced_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot, app)
+        app.main.pacer = StubPacer(False)
+        table = app.main.query_one(RunsTable)
+        rows_before = {row.key.value for row in table.ordered_rows}
+        await pilot.press("c")
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("learning_rate: 0.001", "learning_rate: 5.0e-4")
+        await pilot.press("ctrl+s")
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and {row.key.value for row in table.ordered_rows} == rows_before:
+            await pilot.pause(0.05)
+        assert {row.key.value for row in table.ordered_rows} - rows_before == {"r5"}
+    assert source.ops_sent[0][0] == "clone"
+
+
+@pytest.mark.anyio
+async def test_a_status_change_reaches_the_table_between_paced_redraws(tmp_path):
+    from ui_helpers import settle
+
+    from rftui.engine import events as ev
+    from rftui.ui.model import Batch
+    from rftui.ui.runs_table import RunsTable
+
+    app, source = await _paced_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot, app)
+        app.main.pacer = StubPacer(False)
+        table = app.main.query_one(RunsTable)
+        before = table.get_cell("r3", "status").plain
+        source.push(Batch(events=[ev.RunStatusChanged("r3", "failed", "boom")]))
+        assert before != "failed"
+        assert await _cell_becomes(pilot, table, "r3", "status", "failed")

@@ -144,6 +144,7 @@ class RftuiApp(BridgeMixin, App[int]):
         future.add_done_callback(answered)
 
     def on_op_answered(self, message: OpAnswered) -> None:
+        self.main.redraw_eagerly()
         resolved = message.resolved
         if message.error:
             self.main.log_line(LogLine("error", f"{message.op} {message.run_id}: failed: {message.error}"))

@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from rftui.engine import events as ev
 from rftui.ui.charts import ChartGrid, OverlayChart
 from rftui.ui.clone_dialog import CloneDialog
 from rftui.ui.confirm import ConfirmDialog
@@ -36,6 +37,7 @@ TABLE_SECONDS = 1.0    # a row whose numbers changed is rewritten at most this o
                        # re-renders every cell on any update)
 OVERLAY_SECONDS = 1.0  # the overlay (every run, the biggest chart) follows new points at most this often
 TALL = 40
+EAGER_SECONDS = 2.0  # after an op is answered, redraw at full rate for this long, whatever the pacer says
 
 
 class MainScreen(Screen[None]):
@@ -74,6 +76,8 @@ class MainScreen(Screen[None]):
         self.metric = "loss"
         self.selected: str | None = None
         self._dirty_runs: set[str] = set()
+        self._dirty_statuses: set[str] = set()  # table rows shown even between paced redraws
+        self._eager_until = 0.0  # until then every tick redraws (the user just acted)
         self._dirty_series: set[str] = set()
         self._columns = True
         self._status = True
@@ -117,7 +121,10 @@ class MainScreen(Screen[None]):
 
     def apply_batch(self, batch: Batch) -> Changes:
         changes = self.model.apply(batch)
+        if any(isinstance(event, ev.OpResolved) for event in batch.events):
+            self.redraw_eagerly()  # an op from `rftui ctl` or the API: show its effect at once
         self._dirty_runs |= changes.runs
+        self._dirty_statuses |= changes.statuses
         self._dirty_series |= changes.series
         self._columns |= changes.columns
         self._status = True
@@ -134,10 +141,18 @@ class MainScreen(Screen[None]):
         self.flush()
 
     def _tick(self) -> None:
-        if self.pacer is None or self.pacer.due():
+        if self.pacer is None or time.monotonic() < self._eager_until or self.pacer.due():
             self.flush()
-        else:
-            self._refresh_status()  # one line, redrawn only when its text changes
+            return
+        self._refresh_status()  # one line, redrawn only when its text changes
+        if self._dirty_statuses:  # a run started or stopped: its row agrees with the status bar now
+            self.query_one(RunsTable).sync(self.model, self._dirty_statuses, False)
+            self._dirty_runs -= self._dirty_statuses
+            self._dirty_statuses = set()
+
+    def redraw_eagerly(self, seconds: float = EAGER_SECONDS) -> None:
+        """An op was answered: show its effects (they arrive in the next batches) at full rate."""
+        self._eager_until = max(self._eager_until, time.monotonic() + seconds)
 
     def flush(self) -> None:
         """Redraw what changed since the last flush (the paced timer calls this; keys call it at once)."""
@@ -150,9 +165,9 @@ class MainScreen(Screen[None]):
             self.query_one(EventLog).flush()
             now = time.monotonic()
             table_due = self._dirty_runs and now - self._table_at >= TABLE_SECONDS
-            if self._table_all or self._columns or table_due:
+            if self._table_all or self._columns or table_due or self._dirty_statuses:
                 table.sync(self.model, self._dirty_runs, self._columns, force=self._table_all)
-                self._dirty_runs, self._table_at = set(), now
+                self._dirty_runs, self._dirty_statuses, self._table_at = set(), set(), now
                 if self.selected is None or self.selected not in {r.run_id for r in self.model.visible_runs()}:
                     self.selected = table.selected_run
             self._draw_charts(self._dirty_series, everything=self._all)

@@ -157,6 +157,7 @@ class Changes:
     columns: bool = False                             # the set of runs (so knob columns) changed
     log: list[LogLine] = field(default_factory=list)
     status: bool = False                              # status bar content changed
+    statuses: set[str] = field(default_factory=set)   # runs whose status (running, stopped, ...) changed
 
 
 def _metric_text(metrics: dict[str, float]) -> str:
@@ -253,6 +254,8 @@ class ExperimentModel:
                 row.last = {**old.last, **row.last}
                 if row == old:
                     continue
+                if row.status != old.status:
+                    changes.statuses.add(row.run_id)
             self.runs[row.run_id] = row
             changes.runs.add(row.run_id)
             changes.status = True
@@ -294,6 +297,8 @@ class ExperimentModel:
                 changes.runs.add(row.run_id)
             changes.status = True
         elif isinstance(event, ev.RunStatusChanged) and row is not None:
+            if row.status != event.status:
+                changes.statuses.add(row.run_id)
             row.status = event.status
             if event.reason is not None:
                 row.reason = event.reason or None
