@@ -97,7 +97,10 @@ def train_one_step(run: RunState) -> StepOutcome:
     if run.scaler is not None:
         run.scaler.unscale_(optimizer)
     max_norm = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf")
-    grad_norm = trainer.accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    # Only this run's parameters hold gradients; walking model.parameters() would also visit the frozen
+    # base and every other run's adapter on it, each step. Same tensors, same order: the same norm.
+    params = list(run.params.values())
+    grad_norm = trainer.accelerator.clip_grad_norm_(params, max_norm)
     skipped = False
     if run.scaler is not None:
         scale = run.scaler.get_scale()
@@ -111,7 +114,8 @@ def train_one_step(run: RunState) -> StepOutcome:
         learning_rate = learning_rate.item()
     if not skipped and not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step()
-    model.zero_grad()
+    for param in params:
+        param.grad = None
     run.global_step += 1
     run.tokens_total += tokens
     run.tokens_since_log += tokens
