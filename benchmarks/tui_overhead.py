@@ -24,7 +24,6 @@ import pty
 import select
 import shutil
 import signal
-import sqlite3
 import statistics
 import struct
 import subprocess
@@ -37,6 +36,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]
+
+import run as bench  # noqa: E402  (benchmarks/run.py: its /proc reader)
+from rftui.engine.store import Store  # noqa: E402
 SAMPLE = REPO / "sample_configs" / "chatqa_lite.yaml"
 ARMS = {"headless": {}, "ui": {}, "ui-unpaced": {"RFTUI_UI_CPU_BUDGET": "off"}}  # arm -> extra environment
 
@@ -59,23 +62,20 @@ def command(config: Path, workdir: Path, name: str, ui: bool) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (not its children), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of one process (not its children)."""
+    got = bench._cpu_and_name(pid)
+    return got[0] if got else float("nan")
 
 
 def experiment_status(db: Path) -> str | None:
-    if not db.exists():
+    try:
+        store = Store.open(db, readonly=True)
+    except Exception:  # not created yet, or mid-creation
         return None
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute("SELECT value FROM experiment WHERE key = 'status'").fetchone()
-    except sqlite3.Error:
-        return None
-    return json.loads(row[0]) if row else None
+        return store.get_meta("status")
+    finally:
+        store.close()
 
 
 def run_headless(config: Path, workdir: Path, name: str, timeout: float) -> dict:
@@ -146,16 +146,18 @@ def run_in_pty(config: Path, workdir: Path, name: str, size: tuple[int, int], ti
 
 
 def quanta_measures(db: Path) -> dict:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT started_at, ended_at, train_seconds, tokens FROM quanta "
-                            "WHERE status = 'done'").fetchall()
+    store = Store.open(db, readonly=True)
+    try:
+        rows = [q for q in store.list_quanta() if q["status"] == "done"]
+    finally:
+        store.close()
     if not rows:
         raise SystemExit(f"no finished quanta in {db}")
-    tokens = sum(r[3] or 0 for r in rows)
-    train = sum(r[2] or 0.0 for r in rows)
-    return {"quanta": len(rows), "tokens": tokens, "train_seconds": train,
-            "tokens_per_train_second": tokens / train, "first_start": min(r[0] for r in rows),
-            "last_end": max(r[1] for r in rows), "quanta_span": max(r[1] for r in rows) - min(r[0] for r in rows)}
+    tokens = sum(q["tokens"] or 0 for q in rows)
+    train = sum(q["train_seconds"] or 0.0 for q in rows)
+    first, last = min(q["started_at"] for q in rows), max(q["ended_at"] for q in rows)
+    return {"quanta": len(rows), "tokens": tokens, "train_seconds": train, "tokens_per_train_second": tokens / train,
+            "first_start": first, "last_end": last, "quanta_span": last - first}
 
 
 def cpu_share_while_training(info: dict) -> float:
