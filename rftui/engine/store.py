@@ -433,9 +433,11 @@ class Store:
     def withdraw_op(self, op_id: int, reason: str) -> bool:
         """Refuse a still-pending op on the submitter's side (its controller went away without reading
         it). True when this call resolved it; False when the controller had already answered."""
-        with self._write() as c:
-            return c.execute("UPDATE ops SET status = 'refused', reason = ?, resolved_at = ?"
-                             " WHERE id = ? AND status = 'pending'", (reason, time.time(), op_id)).rowcount == 1
+        try:
+            self.resolve_op(op_id, "refused", reason)
+        except KeyError:
+            return False
+        return True
 
     def get_op(self, op_id: int) -> dict | None:
         rows = self._read("SELECT * FROM ops WHERE id = ?", (op_id,))

@@ -324,7 +324,7 @@ def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
         torch.set_num_threads(prev_threads)
 
     report("saving")
-    with _quiet_loading():
+    with quiet_loading():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     n_params = sum(p.numel() for p in model.parameters())
@@ -435,7 +435,7 @@ def resolve_model_path(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_loading():
     """Hide transformers' progress bars while loading or saving (this module never prints)."""
     from transformers.utils import logging as hf_logging
 

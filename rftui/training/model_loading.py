@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from rftui.errors import ModelLoadError
-from rftui.training.builtin_model import PAD_TOKEN, TINY_LLAMA, _quiet_loading, is_builtin, resolve_model_path
+from rftui.training.builtin_model import PAD_TOKEN, TINY_LLAMA, quiet_loading, is_builtin, resolve_model_path
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -190,7 +190,7 @@ def load_model_and_tokenizer(
         if k in kwargs and not (tokenizer_name and k == "revision")
     }
 
-    with _quiet_loading():
+    with quiet_loading():
         model = _from_pretrained(AutoModelForCausalLM, name, resolve_model_path(name), "model", kwargs)
         tokenizer = _from_pretrained(
             AutoTokenizer,
