@@ -1,0 +1,515 @@
+"""The MLflow sink's thread side: per-run mirror state and every request to MLflow.
+
+Only the sink's background thread calls :class:`MlflowMirror`'s methods. Callers of the sink
+read three attributes without a lock (single assignments; the GIL suffices): ``mlflow_ids``,
+``backend_down`` and ``start_wait_ok``. ``mlflow`` is imported here lazily, on that thread.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable
+
+from rftui.tracking.mlflow_values import (
+    IDENTITY_TAG,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    TERMINAL_STATUSES,
+    error_code,
+    is_permanent,
+    mlflow_key,
+    short_error,
+    sqlite_path,
+)
+
+log = logging.getLogger("rftui.tracking.mlflow_sink")  # one logger name for the whole sink
+
+
+def _quiet_mlflow_loggers() -> None:
+    """Keep MLflow/alembic from writing to stderr (the TUI owns the terminal): their records
+    propagate to the application's logging configuration instead."""
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = True
+
+
+# ----------------------------------------------------------------------------- state
+
+
+# ----------------------------------------------------------------------------- state
+
+
+class Waiter:
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value: str | None = None
+
+    def resolve(self, value: str | None) -> None:
+        self.value = value
+        self.event.set()
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """Worker-thread-only state of one rftui run."""
+
+    run_id: str
+    label: str | None = None          # None until start_run arrives
+    attach_id: str | None = None
+    mlflow_id: str | None = None
+    started: bool = False
+    create_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    waiters: list[Waiter] = dataclasses.field(default_factory=list)
+    pending_params: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending_status: str | None = None
+    delete_requested: bool = False
+    deleted: bool = False
+    shipped: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    pending: dict[tuple[str, int], tuple[float, int]] = dataclasses.field(default_factory=dict)
+    first_pending_at: float | None = None
+    fail_count: int = 0
+    next_try: float = 0.0
+    failing_since: float | None = None
+
+    def has_control_work(self) -> bool:
+        return bool(
+            ((self.label is not None or self.attach_id is not None) and not self.started)
+            or self.pending_params
+            or self.pending_tags
+            or self.pending_status
+            or (self.delete_requested and not self.deleted)
+        )
+
+
+# ----------------------------------------------------------------------------- the sink
+
+
+# ----------------------------------------------------------------------------- the mirror
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkSettings:
+    """How the sink talks to MLflow; see :class:`rftui.tracking.mlflow_sink.MlflowSink`."""
+
+    tracking_uri: str
+    experiment_name: str
+    flush_interval: float
+    batch_size: int
+    retry_interval: float
+    max_retry_interval: float
+    retry_window: float
+    max_pending_points: int
+    artifact_location: str | None
+    quiet_mlflow_logs: bool
+
+
+class MlflowMirror:
+    """Keeps each rftui run's MLflow record in step with what the sink was asked to log.
+
+    ``warn(kind, message)`` reports a failure (the sink shows each kind once).
+    """
+
+    def __init__(self, settings: SinkSettings, warn: Callable[[str, str], None]) -> None:
+        for field in dataclasses.fields(settings):
+            setattr(self, field.name, getattr(settings, field.name))
+        self._warn = warn
+        # Read by the sink's callers.
+        self.mlflow_ids: dict[str, str] = {}
+        self.backend_down = False
+        self.start_wait_ok = True
+        # Thread-only.
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._init_fail_count = 0
+        self._init_next_try = 0.0
+        self._down_since: float | None = None
+        self._runs: dict[str, _Run] = {}
+        self._pending_total = 0
+
+    def release_waiters(self) -> None:
+        """Answer every start_run still waiting (the thread is ending)."""
+        for run in self._runs.values():
+            for waiter in run.waiters:
+                waiter.resolve(run.mlflow_id)
+            run.waiters.clear()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next cycle is due (at most 1 s; never a busy loop)."""
+        if self._client is None:
+            wake = self._init_next_try if self._runs else now + 1.0
+        else:
+            wake = now + 1.0
+            for run in self._runs.values():
+                if (run.label is None and run.attach_id is None) or run.deleted:
+                    continue  # nothing can be shipped for these
+                if run.pending and run.first_pending_at is not None:
+                    due = run.first_pending_at + self.flush_interval
+                    if self._pending_total >= self.batch_size:
+                        due = now
+                    wake = min(wake, max(due, run.next_try))
+                elif run.has_control_work():
+                    wake = min(wake, run.next_try)
+        return min(1.0, max(0.01, wake - now))
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _Run(run_id)
+        return run
+
+    def apply(self, op: tuple) -> None:
+        kind, run_id = op[0], op[1]
+        run = self._run(run_id)
+        if kind == "metrics":
+            self._add_points(run, op[2], op[3], op[4])
+            return
+        if kind == "start":
+            _, _, label, params, tags, attach_id, waiter = op
+            run.label = label
+            if not run.started:
+                run.attach_id = attach_id or run.attach_id
+                run.create_tags.update(tags)
+            else:
+                run.pending_tags.update(tags)
+            run.pending_params.update(params)
+            if run.started or self.backend_down:
+                waiter.resolve(run.mlflow_id)
+            else:
+                run.waiters.append(waiter)
+            run.next_try = 0.0  # a new request deserves a prompt attempt
+            return
+        if run.delete_requested:
+            return  # a deleted run's MLflow record is final: KILLED, tagged, deleted
+        adopt_id = op[-1]
+        if adopt_id and run.label is None and not run.started:
+            run.attach_id = run.attach_id or adopt_id  # a run not started in this process
+        if kind == "tags":
+            run.pending_tags.update(op[2])
+        elif kind == "status":
+            run.pending_status = op[2]
+        elif kind == "delete":
+            run.delete_requested = True
+            run.pending_tags["rftui.deleted"] = "true"
+            run.pending_status = "KILLED"
+
+    def _add_points(self, run: _Run, step: int, metrics: dict, ts: int) -> None:
+        if run.deleted or run.delete_requested:
+            return
+        for name, value in metrics.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                log.debug("metric %r of run %s is not a number: %r", name, run.run_id, value)
+                continue
+            key = (mlflow_key(name), step)
+            if key in run.shipped:
+                continue
+            if key not in run.pending:
+                if self._pending_total >= self.max_pending_points:
+                    self._warn(
+                        "overflow",
+                        f"MLflow is behind: over {self.max_pending_points} metric points "
+                        "waiting; newer points are dropped from MLflow (training is unaffected)",
+                    )
+                    continue
+                self._pending_total += 1
+            if run.first_pending_at is None:
+                run.first_pending_at = time.monotonic()
+            run.pending[key] = (value, ts)
+
+    # ---------------------------------------------------------------- backend
+
+    def init_backend(self, now: float) -> bool:
+        try:
+            import mlflow  # noqa: F401  (lazy: ~1 s of imports, done off the caller's thread)
+            from mlflow.tracking import MlflowClient
+
+            if self.quiet_mlflow_logs:
+                _quiet_mlflow_loggers()
+            db_path = sqlite_path(self.tracking_uri)
+            if db_path is not None:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment_id = self._ensure_experiment(client, db_path)
+        except Exception as exc:
+            self._client = None
+            self.backend_down = True
+            if self._down_since is None:
+                self._down_since = now
+            self._init_fail_count += 1
+            self._init_next_try = now + self._backoff(self._init_fail_count)
+            self._warn(
+                "backend",
+                f"MLflow tracking unavailable at {self.tracking_uri} ({short_error(exc)}); "
+                "training continues, MLflow logging is retried",
+            )
+            for run in self._runs.values():
+                for waiter in run.waiters:
+                    waiter.resolve(None)
+                run.waiters.clear()
+            return False
+        if self._init_fail_count:
+            log.info("MLflow tracking at %s is reachable again", self.tracking_uri)
+        self._client = client
+        self._experiment_id = experiment_id
+        self.backend_down = False
+        self._down_since = None
+        self._init_fail_count = 0
+        return True
+
+    def _ensure_experiment(self, client: Any, db_path: Path | None) -> str:
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            location = self.artifact_location
+            if location is None and db_path is not None:
+                safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.experiment_name) or "experiment"
+                location = (db_path.parent.resolve() / "mlartifacts" / safe).as_uri()
+            try:
+                return client.create_experiment(self.experiment_name, artifact_location=location)
+            except Exception as exc:  # created meanwhile by another sink/process
+                if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.max_retry_interval, self.retry_interval * (2 ** max(0, failures - 1)))
+
+    # ---------------------------------------------------------------- shipping
+
+    def cycle(self, now: float, *, force: bool) -> None:
+        if self._client is None:
+            if not self._runs:
+                return
+            if force or now >= self._init_next_try:
+                self.init_backend(now)
+            if self._client is None:
+                self._expire_all(now)
+                return
+        total_due = force or self._pending_total >= self.batch_size
+        for run in list(self._runs.values()):
+            if run.deleted:
+                continue
+            if not force and now < run.next_try:
+                continue
+            metrics_due = total_due or (
+                run.first_pending_at is not None and now - run.first_pending_at >= self.flush_interval
+            )
+            if not (metrics_due and run.pending) and not run.has_control_work():
+                continue
+            try:
+                self._reconcile(run)
+            except Exception as exc:
+                self._run_failed(run, exc, now)
+            else:
+                run.fail_count = 0
+                run.failing_since = None
+                run.next_try = 0.0
+
+    def _reconcile(self, run: _Run) -> None:
+        """Bring one run's MLflow record up to date; raises on the first failed request."""
+        if run.label is None and run.attach_id is None:
+            return  # start_run not called yet: keep the points until it is
+        client = self._client
+        if not run.started:
+            self._stage = "start"
+            self._start_in_mlflow(run)
+            if not run.started:
+                return
+        mid = run.mlflow_id
+        if run.pending_params:
+            from mlflow.entities import Param
+
+            self._ship_pairs(run, "params", run.pending_params,
+                             lambda chunk: client.log_batch(mid, params=[Param(k, v) for k, v in chunk],
+                                                            synchronous=True))
+        if run.pending:
+            self._stage = "metrics"
+            self._ship_metrics(run)
+        if run.pending_tags:
+            from mlflow.entities import RunTag
+
+            self._ship_pairs(run, "tags", run.pending_tags,
+                             lambda chunk: client.log_batch(mid, tags=[RunTag(k, v) for k, v in chunk],
+                                                            synchronous=True))
+        if run.pending_status:
+            self._stage = "status"
+            status = run.pending_status
+            if status in TERMINAL_STATUSES:
+                self._guarded(run, "status", lambda: client.set_terminated(mid, status))
+            else:
+                self._guarded(run, "status", lambda: client.update_run(mid, status=status))
+            if run.pending_status == status:
+                run.pending_status = None
+        if run.delete_requested and not run.deleted:
+            self._stage = "delete"
+            self._guarded(run, "delete", lambda: client.delete_run(mid))
+            run.deleted = True
+            self._drop_pending(run)
+
+    def _ship_pairs(self, run: _Run, what: str, pending: dict[str, str],
+                    send: Callable[[list[tuple[str, str]]], Any]) -> None:
+        """Send pending params or tags in MLflow-sized batches; a pair is done once sent, unless the
+        caller changed its value meanwhile (then the new value goes out next time)."""
+        self._stage = what
+        items = list(pending.items())
+        for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
+            self._guarded(run, what, lambda: send(chunk))
+            for k, v in chunk:
+                if pending.get(k) == v:
+                    del pending[k]
+
+    def _guarded(self, run: _Run, what: str, call: Callable[[], Any]) -> bool:
+        """Run one request. A permanent rejection (bad value, run gone) is warned about and
+        treated as done; anything else propagates so the run is retried later."""
+        try:
+            call()
+            return True
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            self._warn(
+                f"rejected-{what}",
+                f"MLflow rejected {what} of run {run.run_id} ({short_error(exc)}); skipped",
+            )
+            return False
+
+    def _start_in_mlflow(self, run: _Run) -> None:
+        client = self._client
+        existing_params: dict[str, str] = {}
+        found = None
+        key = run.create_tags.get(IDENTITY_TAG)
+        if not run.attach_id and key and run.label is not None:
+            # The caller lost the id (its process was killed before recording it): find the run it made.
+            try:
+                matches = client.search_runs([self._experiment_id], max_results=1,
+                                             filter_string=f"tags.`{IDENTITY_TAG}` = '{key}'")
+            except Exception as exc:  # e.g. a quote in the name: create a new run as before
+                log.debug("looking up run %s by its identity tag failed: %s", run.run_id, exc)
+                matches = []
+            run.attach_id = matches[0].info.run_id if matches else None
+        if run.attach_id:
+            try:
+                found = client.get_run(run.attach_id)
+            except Exception as exc:
+                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                self._warn(
+                    "reattach",
+                    f"MLflow run {run.attach_id} of run {run.run_id} not found"
+                    + ("; logging to a new MLflow run" if run.label is not None else ""),
+                )
+        if found is not None:
+            mid = found.info.run_id
+            if (found.info.lifecycle_stage == "deleted" and run.label is not None
+                    and not run.delete_requested):
+                client.restore_run(mid)  # a live rftui run is shown, even if hidden in MLflow
+            shipped: set[tuple[str, int]] = set()
+            for name in found.data.metrics:
+                shipped.update((name, int(m.step)) for m in client.get_metric_history(mid, name))
+            existing_params = dict(found.data.params)
+            if run.label and found.info.run_name != run.label:
+                client.update_run(mid, name=run.label)
+            run.pending_tags = {**run.create_tags, **run.pending_tags}
+            # Only now that everything was read do we commit to this run.
+            run.shipped |= shipped
+            for key in [k for k in run.pending if k in run.shipped]:
+                del run.pending[key]
+                self._pending_total -= 1
+            if not run.pending:
+                run.first_pending_at = None
+        elif run.label is None:
+            # Adopted only for a status/tag/delete and the MLflow run is gone: nothing to do.
+            run.deleted = True
+            self._drop_pending(run)
+            return
+        else:
+            created = client.create_run(
+                self._experiment_id, run_name=run.label, tags=dict(run.create_tags)
+            )
+            mid = created.info.run_id
+        run.mlflow_id = mid
+        run.started = True
+        self.mlflow_ids[run.run_id] = mid
+        self.start_wait_ok = True
+        for key, value in list(run.pending_params.items()):
+            if key in existing_params:
+                if existing_params[key] != value:
+                    log.debug("param %s of run %s changed (%r -> %r); MLflow keeps the first",
+                              key, run.run_id, existing_params[key], value)
+                del run.pending_params[key]
+        for waiter in run.waiters:
+            waiter.resolve(mid)
+        run.waiters.clear()
+
+    def _ship_metrics(self, run: _Run) -> None:
+        from mlflow.entities import Metric
+
+        limit = min(self.batch_size, MAX_METRICS_PER_BATCH)
+        while run.pending:
+            chunk = list(islice(run.pending.items(), limit))
+            batch = [Metric(name, value, ts, step) for (name, step), (value, ts) in chunk]
+            self._guarded(run, "metrics", lambda: self._client.log_batch(
+                run.mlflow_id, metrics=batch, synchronous=True))
+            for key, _ in chunk:  # shipped, or permanently rejected: either way not again
+                del run.pending[key]
+                run.shipped.add(key)
+            self._pending_total -= len(chunk)
+        run.first_pending_at = None
+
+    def _drop_pending(self, run: _Run) -> int:
+        dropped = len(run.pending)
+        run.pending.clear()
+        run.first_pending_at = None
+        self._pending_total -= dropped
+        return dropped
+
+    def _run_failed(self, run: _Run, exc: Exception, now: float) -> None:
+        stage = getattr(self, "_stage", "metrics")
+        run.fail_count += 1
+        run.next_try = now + self._backoff(run.fail_count)
+        if run.failing_since is None:
+            run.failing_since = now
+        self._warn(
+            stage,
+            f"MLflow {stage} failed for run {run.run_id} ({short_error(exc)}); training continues, "
+            "retrying",
+        )
+        if not run.started:
+            for waiter in run.waiters:
+                waiter.resolve(None)
+            run.waiters.clear()
+        if now - run.failing_since >= self.retry_window and run.pending:
+            n = self._drop_pending(run)
+            self._warn(
+                "dropped",
+                f"MLflow unreachable for {self.retry_window:.0f}s: dropped {n} metric points "
+                f"of run {run.run_id} (they remain in the experiment's state.db)",
+            )
+            run.failing_since = now
+
+    def _expire_all(self, now: float) -> None:
+        if self._down_since is None or now - self._down_since < self.retry_window:
+            return
+        n = sum(self._drop_pending(run) for run in self._runs.values())
+        if n:
+            self._warn(
+                "dropped",
+                f"MLflow unreachable for {self.retry_window:.0f}s: dropped {n} metric points "
+                "(they remain in the experiment's state.db)",
+            )
+        self._down_since = now
