@@ -155,3 +155,28 @@ def test_out_of_memory_frees_the_runs_state_in_the_worker(tmp_path):
         assert host.holds("r2") == 2 and set(base.peft.peft_config) == {"r2"}
     finally:
         host.close()
+
+
+def test_a_cuda_error_fails_the_run_and_replaces_the_worker_so_other_runs_train_on(tmp_path):
+    # After a device-side assert every later kernel in that process fails: the worker must not serve on.
+    ctl = smoke_controller(tmp_path, "cudaerr", STEPS, CHUNKS, fail_at={"run_id": "r1", "step": 5, "error": "cuda"})
+    seen = []
+    try:
+        seen = drive(ctl, limit=300)
+    finally:
+        ctl.close()
+    failed = [e for e in seen if isinstance(e, RunFailed)]
+    assert [e.run_id for e in failed] == ["r1"]
+    assert failed[0].reason.startswith("RuntimeError: CUDA error: device-side assert triggered before step 5")
+    assert "CUDA context is unusable" in failed[0].reason
+    restarts = [e for e in seen if isinstance(e, ev.WorkerRestarted)]
+    assert len(restarts) == 1 and "CUDA error left its GPU context unusable" in restarts[0].reason
+    runs = {row["run_id"]: row for row in ctl.store.list_runs()}
+    assert runs["r1"]["status"] == "failed" and runs["r1"]["steps_done"] == 3
+    assert runs["r2"]["status"] == "completed" and not runs["r2"]["reason"]
+    # r2 continued on the fresh worker from its checkpoint, unchanged by the restart.
+    base = baseline(tmp_path / "baseline", STEPS, CHUNKS)
+    assert losses(ctl.exp.state_db, "r2") == base["losses"]["r2"]
+    assert_same_adapter(adapter_file(ctl.exp.root, "r2"), adapter_file(base["root"], "r2"))
+    check_store_invariants(ctl.exp.state_db)
+    assert "restarting worker 0: previous process" in (ctl.exp.logs / "worker-0.log").read_text()

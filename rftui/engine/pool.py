@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from rftui.engine.messages import Shutdown, WorkerWarning
 from rftui.engine.worker import (
     DEFAULT_BACKEND,
+    EXIT_ACCELERATOR_BROKEN,
     FORKSERVER_LOG_ENV,
     dumps_command,
     loads_event,
@@ -72,6 +73,8 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         hint = " (the kernel's OOM killer sends SIGKILL when memory runs out)" if exitcode == -signal.SIGKILL else ""
         return f"worker process killed by {name}{hint}"
+    if exitcode == EXIT_ACCELERATOR_BROKEN:
+        return "worker process exited after a CUDA error left its GPU context unusable"
     return f"worker process exited with code {exitcode}"
 
 

@@ -34,6 +34,9 @@ from rftui.engine.messages import (
 
 DEFAULT_BACKEND = "rftui.training.host:TrainingHost"
 OOM_HINT = "out of memory: lower per_device_train_batch_size or max_length"
+# Exit status of a worker whose accelerator context is unusable (see is_accelerator_broken); the
+# controller restarts it like any dead worker.
+EXIT_ACCELERATOR_BROKEN = 86
 FORKSERVER_LOG_ENV = "RFTUI_FORKSERVER_LOG"
 # Options the worker itself reads; they are also passed on to the backend.
 WORKER_OPTION_THREADS = "num_threads"
@@ -104,6 +107,19 @@ def is_out_of_memory(exc: BaseException) -> bool:
         if oom_types and isinstance(exc, oom_types):
             return True
     return False
+
+
+def is_accelerator_broken(exc: BaseException) -> bool:
+    """True for CUDA errors after which the process's CUDA context stays unusable (a device-side
+    assert, an illegal memory access, a launch failure): every later kernel fails too, so the
+    worker must be replaced. Out of memory is not one of them."""
+    if is_out_of_memory(exc):
+        return False
+    torch = sys.modules.get("torch")
+    accelerator_error = getattr(torch, "AcceleratorError", None) if torch is not None else None
+    if isinstance(accelerator_error, type) and isinstance(exc, accelerator_error):
+        return True
+    return isinstance(exc, RuntimeError) and "CUDA error" in str(exc)
 
 
 def load_backend_factory(spec: str) -> Callable[..., Any]:
@@ -251,8 +267,13 @@ def _pin_gpu(device: str) -> str:
     """Make "cuda:N" the only GPU this process sees and return "cuda".
 
     transformers' single-process Trainer trains on cuda:0 and TRL refuses when several GPUs are
-    visible, so each worker sees exactly its own. Must run before anything initialises CUDA.
+    visible, so each worker sees exactly its own. A CPU worker sees none: otherwise model loading
+    would pick GPU-only options and the DataLoader's pinned memory would open a CUDA context in it.
+    Must run before anything initialises CUDA.
     """
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return device
     if not device.startswith("cuda:"):
         return device
     index = int(device.split(":", 1)[1])
@@ -276,7 +297,9 @@ def _free_memory(backend: Any, run_id: str, device: str, log: logging.Logger) ->
 
 
 def _run_quantum(worker_id: int, backend: Any, cmd: TrainQuantum, channel: _Channel,
-                 device: str, log: logging.Logger) -> None:
+                 device: str, log: logging.Logger) -> bool:
+    """Train one quantum and report it; False when this process can no longer train (see
+    is_accelerator_broken): the run is reported failed and the caller exits."""
     run_id = cmd.run.run_id
     log.info("quantum: run %s chunk %d steps %d..%d", run_id, cmd.chunk, cmd.start_step, cmd.end_step)
     try:
@@ -289,15 +312,20 @@ def _run_quantum(worker_id: int, backend: Any, cmd: TrainQuantum, channel: _Chan
         tb = traceback.format_exc()
         log.error("run %s failed in chunk %d:\n%s", run_id, cmd.chunk, tb)
         reason = one_line_reason(exc)
+        broken = is_accelerator_broken(exc)
         if is_out_of_memory(exc):
             reason = f"{reason} ({OOM_HINT})"
+        elif broken:
+            reason = f"{reason} (the worker's CUDA context is unusable after this error; it restarts)"
         del exc
-        _free_memory(backend, run_id, device, log)
+        if not broken:
+            _free_memory(backend, run_id, device, log)
         channel.emit(RunFailed(worker_id, run_id, reason=reason, traceback=tb))
-        return
+        return not broken
     if done is not None:
         channel.emit(done)
     log.info("quantum done: run %s -> %s", run_id, getattr(done, "steps_done", None))
+    return True
 
 
 def _skipped_quantum(worker_id: int, cmd: TrainQuantum) -> QuantumDone:
@@ -364,8 +392,10 @@ def _serve(worker_id: int, backend: Any, backend_error: str | None, channel: _Ch
         if isinstance(command, TrainQuantum):
             if backend is None:
                 channel.emit(RunFailed(worker_id, command.run.run_id, reason=str(backend_error)))
-            else:
-                _run_quantum(worker_id, backend, command, channel, device, log)
+            elif not _run_quantum(worker_id, backend, command, channel, device, log):
+                log.error("exiting: the CUDA context is unusable; the controller starts a fresh worker")
+                logging.shutdown()
+                os._exit(EXIT_ACCELERATOR_BROKEN)  # no cleanup: it would touch CUDA again
             if channel.eof:
                 return
         elif isinstance(command, DropRun):

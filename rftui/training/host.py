@@ -48,9 +48,10 @@ class TrainingHost:
         RunSpecs (e.g. compute_metrics) to callables. `adapter_budget_bytes` caps adapter + optimizer bytes
         kept on the accelerator (least recently used runs are moved to host memory).
 
-        `fail_at` is a test hook (fault injection): {"run_id": "r1" or "*", "step": N, "error": "oom" | "raise"},
-        or a list of them, raises before optimizer step N of that run; "oom" raises torch.OutOfMemoryError, as
-        CUDA does when a batch does not fit, so the out-of-memory path can be tested on a CPU."""
+        `fail_at` is a test hook (fault injection): {"run_id": "r1" or "*", "step": N, "error": "oom" | "cuda" |
+        "raise"}, or a list of them, raises before optimizer step N of that run; "oom" raises
+        torch.OutOfMemoryError, as CUDA does when a batch does not fit, and "cuda" the RuntimeError of a
+        device-side assert, so those paths can be tested on a CPU."""
         self.worker_id = worker_id
         if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
             # transformers puts a non-distributed Trainer on cuda:0 and TRL refuses several visible GPUs.
@@ -147,8 +148,11 @@ class TrainingHost:
         for fault in self._fail_at:
             if fault.get("run_id", "*") in (run_id, "*") and int(fault.get("step", 0)) == step:
                 where = f"before step {step} of run {run_id} (simulated by the fail_at test hook)"
-                if fault.get("error", "oom") == "oom":
+                kind = fault.get("error", "oom")
+                if kind == "oom":
                     raise torch.OutOfMemoryError(f"CUDA out of memory {where}")
+                if kind == "cuda":
+                    raise RuntimeError(f"CUDA error: device-side assert triggered {where}")
                 raise RuntimeError(f"failure {where}")
 
     def drop_run(self, run_id: str) -> None:
