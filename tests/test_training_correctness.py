@@ -347,6 +347,22 @@ def test_full_fine_tuning_run(data):
     assert np.isfinite([m["loss"] for _, m in logged(events, "full")]).all()
 
 
+def test_building_a_run_leaves_the_shared_model_where_the_host_put_it(data, monkeypatch):
+    """A Trainer moves its whole model to the device when built; the model is the base every run shares, so on a
+    GPU each new run would pull all offloaded adapters back on. The host places models itself."""
+    from transformers import Trainer
+
+    moves: list = []
+    monkeypatch.setattr(Trainer, "_move_model_to_device", lambda self, model, device: moves.append(device))
+    host = TrainingHost(0, model_loader=toy_loader)
+    events: list = []
+    for run in (spec("p1"), spec("p2", r=8), replace(spec("p3"), lora=None)):
+        host.train_quantum(quantum(run, data, str(data.root / "placed"), 0, 1, total=1), events.append, never)
+        assert not host._runs[run.run_id].trainer.place_model_on_device
+    host.close()
+    assert moves == []
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_offloaded_and_restored_runs_match_solo(data):

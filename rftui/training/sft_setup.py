@@ -73,7 +73,7 @@ def build_sft_config(run_id: str, training: Mapping[str, Any], *, output_dir: st
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            args = SFTConfig(**kwargs)
+            args = _host_placed(SFTConfig)(**kwargs)
     except (TypeError, ValueError) as exc:
         raise RftuiError(f"run {run_id}: invalid training options: {exc}") from exc
     logging_steps = args.logging_steps
@@ -81,6 +81,23 @@ def build_sft_config(run_id: str, training: Mapping[str, Any], *, output_dir: st
         eval_steps_raw = logging_steps
     eval_steps = _absolute_steps(eval_steps_raw, total_steps)
     return RunArgs(args=args, amp_dtype=amp_dtype, eval_strategy=eval_strategy, eval_steps=eval_steps, warnings=notes)
+
+
+_PLACED_CLASSES: dict[type, type] = {}
+
+
+def _host_placed(config_class: type) -> type:
+    """`config_class` whose Trainer leaves the model where the host put it. A Trainer otherwise moves its whole
+    model to the device when it is built, and the model is the base shared by every run of the worker: each new
+    run would bring all offloaded adapters back onto the GPU, past the memory budget."""
+    placed = _PLACED_CLASSES.get(config_class)
+    if placed is None:
+        placed = type(f"HostPlaced{config_class.__name__}", (config_class,), {
+            "place_model_on_device": property(lambda self: False),
+            "__doc__": config_class.__doc__,
+        })
+        _PLACED_CLASSES[config_class] = placed
+    return placed
 
 
 def _absolute_steps(value: float, total_steps: int) -> int:
