@@ -291,3 +291,29 @@ def test_model_kwargs_translated_for_cpu():
     assert ml._translate_model_kwargs({"dtype": "bf16"}) == {"dtype": torch.bfloat16}
     with pytest.raises(ModelLoadError):
         ml._translate_model_kwargs({"dtype": "float13"})
+
+
+def test_model_kwargs_on_a_cuda_worker_map_the_model_to_its_one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ml._translate_model_kwargs({"device_map": "auto", "dtype": "bf16"}) == {
+        "device_map": {"": 0}, "dtype": torch.bfloat16}
+    assert ml._translate_model_kwargs({"load_in_4bit": True})["device_map"] == {"": 0}
+    assert ml._translate_model_kwargs({"torch_dtype": "float16"}) == {"dtype": torch.float16}
+    assert "device_map" not in ml._translate_model_kwargs({"use_cache": False})
+
+
+def test_place_model_leaves_models_that_loading_placed():
+    from rftui.training.bases import place_model
+
+    class Model:
+        def __init__(self, **attrs):
+            self.__dict__.update(attrs)
+            self.moved_to = None
+
+        def to(self, device):
+            self.moved_to = device
+
+    plain, mapped, quantized = Model(), Model(hf_device_map={"": 0}), Model(quantization_method="bitsandbytes")
+    for model in (plain, mapped, quantized):
+        place_model(model, "cuda")
+    assert (plain.moved_to, mapped.moved_to, quantized.moved_to) == ("cuda", None, None)

@@ -109,10 +109,20 @@ class ResidentBases:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         model, tokenizer = self._load(spec)
-        model.to(self.device)
+        place_model(model, self.device)
         base = ResidentBase(key=key, model=model, tokenizer=tokenizer)
         self._bases[key] = base
         return base
 
     def clear(self) -> None:
         self._bases.clear()
+
+
+def place_model(model: Any, device: str) -> None:
+    """Put a freshly loaded model on the worker's device, unless loading already placed it: a `device_map`
+    (on CUDA the loader maps everything to the worker's one GPU) or bitsandbytes quantization, whose models
+    refuse `.to()`."""
+    placed = getattr(model, "hf_device_map", None) is not None
+    if placed or getattr(model, "quantization_method", None) == "bitsandbytes":
+        return
+    model.to(device)

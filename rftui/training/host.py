@@ -18,12 +18,15 @@ import torch
 from rftui.config.runspec import RunSpec
 from rftui.engine.messages import EvalDone, QuantumDone, QuantumStarted, StepLogged, TrainQuantum, WorkerWarning
 from rftui.errors import RftuiError
-from rftui.training.bases import ModelLoader, ResidentBase, ResidentBases, default_loader, load_model
+from rftui.training.bases import (
+    ModelLoader, ResidentBase, ResidentBases, default_loader, load_model, place_model,
+)
 from rftui.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rftui.training.evaluation import eval_loss, generate_predictions
+from rftui.training.evaluation import autocast_for, eval_loss, generate_predictions
 from rftui.training.export import export_final, safe_name
 from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
 from rftui.training.metrics import generation_metrics
+from rftui.training.offload import bring_to_device, offload_to_host
 from rftui.training.run_state import (
     LogSchedule, RunState, capture_checkpoint, capture_rng, preserved_rng, restore_rng, restore_run,
 )
@@ -98,6 +101,7 @@ class TrainingHost:
                 with _accelerate_state_kept():
                     run = self._materialize(cmd, emit)
             self._switch_in(run)
+            self._settle()
             tokens_before = run.tokens_total
             emit(QuantumStarted(self.worker_id, run_id, cmd.chunk, run.global_step,
                                 load_seconds=time.perf_counter() - t_start))
@@ -106,6 +110,7 @@ class TrainingHost:
                 self._inject_failure(run_id, run.global_step + 1)
                 t_step = time.perf_counter()
                 outcome = train_one_step(run)
+                self._settle()
                 elapsed = time.perf_counter() - t_step
                 train_s += elapsed
                 run.train_seconds_since_log += elapsed
@@ -142,6 +147,12 @@ class TrainingHost:
             train_seconds=train_s, switch_seconds=max(0.0, total - train_s - eval_s), eval_seconds=eval_s,
             tokens=run.tokens_total - tokens_before, adapter_dir=adapter_dir,
         )
+
+    def _settle(self) -> None:
+        """Wait for the GPU's queued work, so that a clock read after it counts that work (once per step: the
+        step already waits for its loss, only the optimizer's kernels are left)."""
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     def _inject_failure(self, run_id: str, step: int) -> None:
         """The `fail_at` test hook: raise the simulated error planned for this run and step, if any."""
@@ -250,7 +261,7 @@ class TrainingHost:
             self._warn_once(emit, run_id, f"run {run_id}: full fine-tuning (no LoRA): the run holds its own copy of "
                                           "the whole model and optimizer; switching it in and out moves all of it")
             model, _ = self._load(spec)
-            model.to(self.device)
+            place_model(model, self.device)
             params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         base.runs.add(run_id)
         tokenizer_key = base.key
@@ -262,6 +273,10 @@ class TrainingHost:
                 base.fused_forward = base.model.__dict__.get("forward")
             else:
                 base.model.forward = base.fused_forward
+        if run_args.amp_dtype is not None:
+            # Mixed precision as TRL has it: the forward and the loss under autocast, the backward outside it.
+            amp = (self.device, run_args.amp_dtype)
+            trainer.autocast_smart_context_manager = lambda cache_enabled=True: autocast_for(*amp)
         args = trainer.args
         trainer.create_optimizer()
         optimizer = trainer.optimizer
@@ -292,7 +307,6 @@ class TrainingHost:
         run.tr_loss = torch.tensor(0.0, device=args.device)
         run.rng = capture_rng()  # = set_seed(seed) state, as at the start of TRL's train()
         self._runs[run_id] = run
-        self._reapply_offload(base)
         return run
 
     def _load(self, spec: RunSpec) -> tuple[Any, Any]:
@@ -314,7 +328,7 @@ class TrainingHost:
                 base.model.forward = base.fused_forward
         self._apply_checkpointing(run)
         if run.offloaded:
-            self._move_run(run, self.device)
+            bring_to_device(run, self.device)
         self._recency.pop(run.run_id, None)
         self._recency[run.run_id] = None
         self._enforce_budget(run)
@@ -358,34 +372,8 @@ class TrainingHost:
             if run is current:
                 continue
             size = run.param_bytes()
-            self._move_run(run, "cpu")
+            offload_to_host(run)
             total -= size
-
-    def _move_run(self, run: RunState, device: str) -> None:
-        to_host = device == "cpu"
-        pin = to_host and torch.cuda.is_available()
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            if to_host:
-                t = t.to("cpu", non_blocking=False)
-                return t.pin_memory() if pin else t
-            return t.to(device, non_blocking=True)
-
-        with torch.no_grad():
-            for p in run.params.values():
-                p.data = move(p.data)
-            for state in run.optimizer.state.values():
-                for key, value in list(state.items()):
-                    if torch.is_tensor(value) and key != "step":
-                        state[key] = move(value)
-        run.offloaded = to_host
-
-    def _reapply_offload(self, base: ResidentBase) -> None:
-        # Building a Trainer moves the whole (shared) model to the device; put offloaded adapters back.
-        for run_id in base.runs:
-            run = self._runs.get(run_id)
-            if run is not None and run.offloaded and self.device.startswith("cuda"):
-                self._move_run(run, "cpu")
 
     def _forget(self, run_id: str) -> None:
         run = self._runs.pop(run_id, None)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from rftui.training.evaluation import autocast_for
 from rftui.training.run_state import RunState, preserved_rng
 
 
@@ -85,8 +84,7 @@ def train_one_step(run: RunState) -> StepOutcome:
     for i, inputs in enumerate(batches):
         trainer.accelerator.gradient_state._set_sync_gradients(i == len(batches) - 1)
         tokens += _count_tokens(inputs, pad_id)
-        with autocast_for(str(args.device), run.amp_dtype):
-            loss_step = trainer.training_step(model, inputs, num_items)
+        loss_step = trainer.training_step(model, inputs, num_items)  # autocast, if any, is the trainer's (host.py)
         if args.logging_nan_inf_filter and (torch.isnan(loss_step) or torch.isinf(loss_step)):
             run.tr_loss += run.tr_loss / (1 + run.global_step - run.last_logged_step)
         else:

@@ -24,7 +24,8 @@ _DTYPE_NAMES = {
 
 
 def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
-    """Adapt user `from_pretrained` kwargs to this machine: what cannot apply without CUDA is dropped."""
+    """Adapt user `from_pretrained` kwargs to this worker: what cannot apply without CUDA is dropped (a CPU worker
+    sees no GPU, see engine/worker.py), and on CUDA a `device_map` means the worker's one GPU."""
     import torch
 
     kwargs = dict(model_kwargs or {})
@@ -44,6 +45,10 @@ def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
     if dtype is not None:
         kwargs["dtype"] = dtype
 
+    quantized = any(kwargs.get(key) for key in ("quantization_config", "load_in_4bit", "load_in_8bit"))
+    if has_cuda and ("device_map" in kwargs or quantized):
+        # A worker trains on its one visible GPU: the whole model goes there, straight from the files.
+        kwargs["device_map"] = {"": 0}
     if not has_cuda:
         kwargs.pop("device_map", None)
         for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):

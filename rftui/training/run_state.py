@@ -119,6 +119,7 @@ class RunState:
     tokens_since_log: int = 0
     train_seconds_since_log: float = 0.0
     offloaded: bool = False
+    host_buffers: dict[Any, torch.Tensor] = field(default_factory=dict)  # reused pinned copies (see offload.py)
 
     @property
     def run_id(self) -> str:
