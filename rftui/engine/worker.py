@@ -302,6 +302,8 @@ def _run_quantum(worker_id: int, backend: Any, cmd: TrainQuantum, channel: _Chan
     is_accelerator_broken): the run is reported failed and the caller exits."""
     run_id = cmd.run.run_id
     log.info("quantum: run %s chunk %d steps %d..%d", run_id, cmd.chunk, cmd.start_step, cmd.end_step)
+    failed: RunFailed | None = None
+    broken = False
     try:
         done = backend.train_quantum(cmd, channel.emit, channel.preempt_poller(run_id))
     except (BrokenPipeError, ConnectionResetError):
@@ -317,10 +319,12 @@ def _run_quantum(worker_id: int, backend: Any, cmd: TrainQuantum, channel: _Chan
             reason = f"{reason} ({OOM_HINT})"
         elif broken:
             reason = f"{reason} (the worker's CUDA context is unusable after this error; it restarts)"
-        del exc
+        failed = RunFailed(worker_id, run_id, reason=reason, traceback=tb)
+    if failed is not None:
+        # Out of the except block: its traceback no longer holds the failed step's tensors, so they can be freed.
         if not broken:
             _free_memory(backend, run_id, device, log)
-        channel.emit(RunFailed(worker_id, run_id, reason=reason, traceback=tb))
+        channel.emit(failed)
         return not broken
     if done is not None:
         channel.emit(done)
