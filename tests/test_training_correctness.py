@@ -363,9 +363,22 @@ def test_building_a_run_leaves_the_shared_model_where_the_host_put_it(data, monk
     assert moves == []
 
 
+@pytest.fixture
+def deterministic_cuda():
+    """Bitwise comparisons on a GPU need kernels without atomics: math attention, deterministic algorithms."""
+    flash, efficient = torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled()
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cuda.enable_flash_sdp(flash)
+    torch.backends.cuda.enable_mem_efficient_sdp(efficient)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_offloaded_and_restored_runs_match_solo(data):
+def test_cuda_offloaded_and_restored_runs_match_solo(data, deterministic_cuda):
     """fp32 on the GPU, adapters offloaded to host memory between quanta (1-byte budget), one run restored from
     disk: the same result as each run trained alone."""
     runs = [spec("c1", dropout=0.1, ga=2, evals=True), spec("c2", lr=1e-3, r=8)]
