@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from itertools import islice
-from pathlib import Path
 from typing import Any, Callable
 
+from rftui.tracking.mlflow_connect import connect
 from rftui.tracking.mlflow_values import (
     IDENTITY_TAG,
     MAX_METRICS_PER_BATCH,
@@ -24,19 +23,9 @@ from rftui.tracking.mlflow_values import (
     is_permanent,
     mlflow_key,
     short_error,
-    sqlite_path,
 )
 
 log = logging.getLogger("rftui.tracking.mlflow_sink")  # one logger name for the whole sink
-
-
-def _quiet_mlflow_loggers() -> None:
-    """Keep MLflow/alembic from writing to stderr (the TUI owns the terminal): their records
-    propagate to the application's logging configuration instead."""
-    for name in ("mlflow", "alembic"):
-        logger = logging.getLogger(name)
-        logger.handlers = [logging.NullHandler()]
-        logger.propagate = True
 
 
 # ----------------------------------------------------------------------------- state
@@ -230,16 +219,8 @@ class MlflowMirror:
 
     def init_backend(self, now: float) -> bool:
         try:
-            import mlflow  # noqa: F401  (lazy: ~1 s of imports, done off the caller's thread)
-            from mlflow.tracking import MlflowClient
-
-            if self.quiet_mlflow_logs:
-                _quiet_mlflow_loggers()
-            db_path = sqlite_path(self.tracking_uri)
-            if db_path is not None:
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-            client = MlflowClient(tracking_uri=self.tracking_uri)
-            experiment_id = self._ensure_experiment(client, db_path)
+            client, experiment_id = connect(self.tracking_uri, self.experiment_name, self.artifact_location,
+                                            quiet=self.quiet_mlflow_logs)
         except Exception as exc:
             self._client = None
             self.backend_down = True
@@ -265,25 +246,6 @@ class MlflowMirror:
         self._down_since = None
         self._init_fail_count = 0
         return True
-
-    def _ensure_experiment(self, client: Any, db_path: Path | None) -> str:
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            location = self.artifact_location
-            if location is None and db_path is not None:
-                safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.experiment_name) or "experiment"
-                location = (db_path.parent.resolve() / "mlartifacts" / safe).as_uri()
-            try:
-                return client.create_experiment(self.experiment_name, artifact_location=location)
-            except Exception as exc:  # created meanwhile by another sink/process
-                if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                experiment = client.get_experiment_by_name(self.experiment_name)
-                if experiment is None:
-                    raise
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
 
     def _backoff(self, failures: int) -> float:
         return min(self.max_retry_interval, self.retry_interval * (2 ** max(0, failures - 1)))

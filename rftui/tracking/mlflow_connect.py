@@ -1,0 +1,57 @@
+"""Opening the MLflow tracking store for the sink's thread: the client and the experiment.
+
+``mlflow`` is imported here, lazily (about a second of imports), on the sink's thread.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from rftui.tracking.mlflow_values import error_code, sqlite_path
+
+
+def connect(tracking_uri: str, experiment_name: str, artifact_location: str | None, *,
+            quiet: bool) -> tuple[Any, str]:
+    """An MlflowClient for `tracking_uri` and the experiment id; raises when the store is unusable."""
+    from mlflow.tracking import MlflowClient  # lazy: about a second of imports, on the sink's thread
+
+    if quiet:
+        _quiet_mlflow_loggers()
+    db_path = sqlite_path(tracking_uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return client, ensure_experiment(client, experiment_name, artifact_location, db_path)
+
+
+def ensure_experiment(client: Any, experiment_name: str, artifact_location: str | None,
+                      db_path: Path | None) -> str:
+    """The id of the named experiment: created (artifacts beside an SQLite store) or restored when deleted."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        location = artifact_location
+        if location is None and db_path is not None:
+            safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", experiment_name) or "experiment"
+            location = (db_path.parent.resolve() / "mlartifacts" / safe).as_uri()
+        try:
+            return client.create_experiment(experiment_name, artifact_location=location)
+        except Exception as exc:  # created meanwhile by another sink/process
+            if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _quiet_mlflow_loggers() -> None:
+    """Keep MLflow/alembic from writing to stderr (the TUI owns the terminal): their records
+    propagate to the application's logging configuration instead."""
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = True
