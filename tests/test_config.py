@@ -126,6 +126,35 @@ BAD_CONFIGS = [
      "grid.training.learning_rate", 6, "needs random search"),
     ("lora:\n  lora_dropout: 1.5\n", "lora.lora_dropout", 5, "[0, 1)"),
     ("modle: {name: x}\n", "modle", 4, "did you mean `model`"),
+    # null where the argument has no null default: the run would crash later
+    ("grid:\n  training:\n    learning_rate: [null, 3.0e-4]\n", "grid.training.learning_rate[0]", 6,
+     "expected a number, got null"),
+    ("training:\n  learning_rate: null\n", "training.learning_rate", 5, "expected a number, got null — "),
+    ("lora: {r: null}\n", "lora.r", 4, "expected an integer, got null"),
+    ("training:\n  max_steps: ~\n", "training.max_steps", 5, "leave it out to use the default"),
+    ("generation: {num_samples: null}\n", "generation.num_samples", 4, "expected an integer, got null"),
+    # repeated keys: YAML would keep the last one without a word
+    ("seed: 0\nseed: 1\n", "seed", 5, "duplicate key `seed`: given on line 4 and again on line 5"),
+    ("training:\n  max_steps: 4\n  learning_rate: 1.0e-3\n  max_steps: 8\n", "training.max_steps", 7,
+     "given on line 5 and again on line 7"),
+    # non-finite numbers
+    ("grid:\n  training:\n    learning_rate: [.inf, 3.0e-4]\n", "grid.training.learning_rate[0]", 6,
+     "expected a finite number, got inf"),
+    ("grid:\n  training:\n    learning_rate: [.nan]\n", "grid.training.learning_rate[0]", 6,
+     "expected a finite number, got nan"),
+    ("training:\n  weight_decay: -.inf\n", "training.weight_decay", 5, "expected a finite number, got -inf"),
+    ("random:\n  num_runs: 2\n  training:\n    learning_rate: {low: 1.0e-5, high: .inf}\n",
+     "random.training.learning_rate", 7, "Range bounds must be finite numbers"),
+    # ui.keymap binding ids are checked like every other key
+    ("ui: {keymap: {stopp: ctrl+s}}\n", "ui.keymap.stopp", 4, "unknown binding id `stopp` — did you mean `stop`?"),
+    ("ui:\n  keymap:\n    stop: 5\n", "ui.keymap.stop", 6, 'quote it: stop: "5"'),
+    # integers of the experiment itself get a fix hint like arguments do
+    ("seed: abc\n", "seed", 4, "expected an integer, got str 'abc' — write `seed` as an integer, e.g. seed: 42"),
+    ("num_chunks: two\n", "num_chunks", 4, "— write `num_chunks` as an integer, e.g. num_chunks: 4"),
+    ("random:\n  num_runs: many\n  training: {learning_rate: [1.0e-3]}\n", "random.num_runs", 5,
+     "— write `num_runs` as an integer, e.g. num_runs: 8"),
+    ("random:\n  num_runs: 2\n  seed: abc\n  training: {learning_rate: [1.0e-3]}\n", "random.seed", 6,
+     "— write `seed` as an integer, e.g. seed: 42"),
 ]
 HEADER = "name: bad\nmodel: {name: rftui/tiny-llama}\ndata: {train: {path: %s}}\n"
 

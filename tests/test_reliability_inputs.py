@@ -84,6 +84,27 @@ CASES = {
                            r"workdir .*a-file/runs is not writable"),
     "name-exists": (lambda t, w: (existing_experiment(w), config(t), run(t, "--workdir", w))[2],
                     r"experiment 'smoke' already exists .*`rftui resume smoke`.*--new"),
+    # null, repeated keys, non-finite numbers, keymap ids, integers and names: refused before anything is made
+    "null-in-grid": (lambda t, w: (config(t, **{"[1.0e-3, 3.0e-4]": "[null, 3.0e-4]"}), run(t, "--workdir", w))[1],
+                     r"experiment\.yaml:31: grid\.training\.learning_rate\[0\]: expected a number, got null"),
+    "null-lora-rank": (lambda t, w: (config(t, **{"{r: 4,": "{r: null,"}), run(t, "--workdir", w))[1],
+                       r"experiment\.yaml:23: lora\.r: expected an integer, got null"),
+    "duplicate-key": (lambda t, w: (config(t, **{"\nseed: 0\n": "\nseed: 0\nseed: 1\n"}), run(t, "--workdir", w))[1],
+                      r"experiment\.yaml:6: seed: duplicate key `seed`: given on line 5 and again on line 6"),
+    "infinite-learning-rate": (lambda t, w: (config(t, **{"[1.0e-3, 3.0e-4]": "[.inf, 3.0e-4]"}),
+                                             run(t, "--workdir", w))[1],
+                               r"experiment\.yaml:31: grid\.training\.learning_rate\[0\]: expected a finite number"),
+    "keymap-typo": (lambda t, w: (config(t, **{"eval: {num_samples: 2}": "eval: {num_samples: 2}\n"
+                                               "ui: {keymap: {stopp: ctrl+s}}"}), run(t, "--workdir", w))[1],
+                    r"experiment\.yaml:28: ui\.keymap\.stopp: unknown binding id `stopp` — did you mean `stop`"),
+    "seed-not-an-integer": (lambda t, w: (config(t, **{"\nseed: 0\n": "\nseed: abc\n"}), run(t, "--workdir", w))[1],
+                            r"experiment\.yaml:5: seed: expected an integer, got str 'abc' — write `seed` as an "
+                            r"integer, e.g\. seed: 42"),
+    "name-too-long": (lambda t, w: (config(t, **{"name: smoke": "name: " + "a" * 300}), run(t, "--workdir", w))[1],
+                      r"experiment\.yaml:2: name: experiment name is too long: 300 characters, at most 100"),
+    "num-chunks-over-batches-line": (lambda t, w: (config(t, **{"num_chunks: 2": "num_chunks: 5"}),
+                                                   run(t, "--workdir", w))[1],
+                                     r"experiment\.yaml:4: num_chunks: run r1 has only 4 optimizer steps"),
 }
 for command in (["show", "smoke"], ["resume", "smoke", "--no-ui"], ["ctl", "smoke", "ls"], ["ctl", "smoke", "stop", "r1"],
                 ["watch", "smoke"]):
@@ -109,3 +130,39 @@ def test_bad_input_gets_one_clear_message_exit_2_and_nothing_written(tmp_path, c
     assert re.search(pattern, message, re.S), message
     assert tree_digest(tmp_path) == before  # no experiment directory, no workdir, no state.db change
     assert workdir.exists() == (case.startswith(("name-exists", "damaged")))
+
+
+@pytest.mark.parametrize("edit,message", [
+    ("learning_rate", "--set learning_rate needs a value: KNOB=VALUE"),
+    ("learning_rate=", "--set learning_rate= needs a value: KNOB=VALUE"),
+    ("learning_rate=null", "learning_rate: expected a number, got null"),
+    ("learning_rate=~", "learning_rate: expected a number, got null"),
+    ("lora.r=null", "lora.r: expected an integer, got null"),
+])
+def test_clone_edit_without_a_value_is_refused_and_adds_no_run(tmp_path, edit, message):
+    from rftui.engine.setup import open_experiment
+
+    workdir = tmp_path / "runs"
+    existing_experiment(workdir)
+    result = cli("ctl", "smoke", "clone", "r1", "--set", edit, "--workdir", workdir, timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("rftui: clone r1: refused: bad edit: ")
+    assert message in result.stderr
+    _, _, store = open_experiment("smoke", str(workdir), readonly=True)
+    try:
+        assert [row["run_id"] for row in store.list_runs()] == ["r1", "r2"]
+    finally:
+        store.close()
+
+
+def test_api_clone_with_a_null_value_is_refused(tmp_path):
+    from rftui import Experiment
+    from rftui.errors import OpRefused
+
+    workdir = tmp_path / "runs"
+    existing_experiment(workdir)
+    experiment = Experiment("smoke", workdir=workdir)
+    with pytest.raises(OpRefused, match=r"learning_rate: expected a number, got null"):
+        experiment.clone_run("r1", {"learning_rate": None})
+    assert experiment.clone_run("r1", {"max_length": None}) == "r3"  # null is SFTConfig's own default here

@@ -19,7 +19,10 @@ def kind(tp) -> str:
         return tp.__name__
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        return "|".join(sorted({kind(a) for a in args if a is not type(None)}))
+        parts = {kind(a) for a in args if a is not type(None)}
+        if type(None) in args:
+            parts.add("none")  # null is a valid value (the library's default); validation checks this marker
+        return "|".join(sorted(parts))
     if origin in (list, tuple, set):
         return "list"
     if origin is dict:

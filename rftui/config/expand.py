@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from typing import Any, Iterable
 
@@ -120,6 +121,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
         if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
             mantissa, exponent = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else (f"{value:.3g}", "0")
             if exponent == "0":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -12,11 +13,14 @@ from rftui.config.problems import Problem
 
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
+# `none` marks arguments whose null means "the library's default": every GenerationConfig field
+# defaults to None, except the ones rftui fills in itself (max_new_tokens, do_sample, num_samples, seed).
+# The SFTConfig/LoraConfig kinds in arg_fields.json carry `none` where the dataclass field is Optional.
 GENERATION_KINDS = {
-    "max_new_tokens": "int", "min_new_tokens": "int", "max_length": "int", "do_sample": "bool",
-    "temperature": "float", "top_p": "float", "top_k": "int", "min_p": "float",
-    "repetition_penalty": "float", "no_repeat_ngram_size": "int", "num_beams": "int",
-    "length_penalty": "float", "typical_p": "float", "early_stopping": "bool|str",
+    "max_new_tokens": "int", "min_new_tokens": "int|none", "max_length": "int|none", "do_sample": "bool",
+    "temperature": "float|none", "top_p": "float|none", "top_k": "int|none", "min_p": "float|none",
+    "repetition_penalty": "float|none", "no_repeat_ngram_size": "int|none", "num_beams": "int|none",
+    "length_penalty": "float|none", "typical_p": "float|none", "early_stopping": "bool|none|str",
     "num_samples": "int", "seed": "int",
 }
 
@@ -57,9 +61,10 @@ def coerce(kind: str, value: Any) -> Any:
 
 
 def kind_ok(kind: str, value: Any) -> bool:
-    if value is None or kind == "any":
-        return True
+    """Whether `value` has `kind`; null only where the kind includes `none` (or is `any`)."""
     for part in kind.split("|"):
+        if part == "any" or (part == "none" and value is None):
+            return True
         if part == "bool" and isinstance(value, bool):
             return True
         if part == "int" and isinstance(value, int) and not isinstance(value, bool):
@@ -78,7 +83,12 @@ def kind_ok(kind: str, value: Any) -> bool:
 def _kind_words(kind: str) -> str:
     words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
              "list": "a list", "dict": "a mapping", "any": "a value"}
-    return " or ".join(words.get(p, p) for p in kind.split("|"))
+    return " or ".join(words.get(p, p) for p in kind.split("|") if p != "none")
+
+
+def _got(value: Any) -> str:
+    """How a wrong value reads in a message: `null`, or its type and repr."""
+    return "null" if value is None else f"{type(value).__name__} {value!r}"
 
 
 Check = Callable[[Any], "tuple[str, str] | None"]
@@ -156,14 +166,17 @@ def check_arg(section: str, name: str, value: Any, path: str) -> list[Problem]:
         hint = RENAMED.get((section, name)) or did_you_mean(name, fields) or \
             f"see the {section} arguments in the README's config reference"
         return [Problem(path, f"unknown {section} argument `{name}`", hint)]
-    if value is None:
-        return []
     kind = fields[name]
+    if value is None and kind_ok(kind, value):
+        return []
     if (section, name) in INT_ONLY:
         kind = "int"
     if not kind_ok(kind, value):
-        return [Problem(path, f"expected {_kind_words(kind)}, got {type(value).__name__} {value!r}",
-                        f"write `{name}` as {_kind_words(kind)}")]
+        fix = f"write `{name}` as {_kind_words(kind)}"
+        return [Problem(path, f"expected {_kind_words(kind)}, got {_got(value)}",
+                        f"{fix}, or leave it out to use the default" if value is None else fix)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, f"expected a finite number, got {value!r}", f"write `{name}` as a finite number")]
     if section == "lora" and name == "target_modules":
         values = [value] if isinstance(value, str) else list(value)
         if not values or not all(isinstance(v, str) and v for v in values):

@@ -1,6 +1,7 @@
 """Validate a Python-API search and single-run knobs (clone edits) with the same argument rules."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rftui.config.knobs import (
@@ -19,6 +20,9 @@ def check_range(knob: Range, path: str, allow_range: bool) -> list[Problem]:
         problems.append(Problem(path, f"Range dtype must be int or float, got {knob.dtype!r}", "use dtype=int or dtype=float"))
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (knob.low, knob.high)):
         return problems + [Problem(path, "Range bounds must be numbers", "e.g. Range(1e-5, 1e-3, log=True)")]
+    if not all(math.isfinite(v) for v in (knob.low, knob.high)):
+        return problems + [Problem(path, f"Range bounds must be finite numbers, got {knob.low!r} and {knob.high!r}",
+                                   "e.g. Range(1e-5, 1e-3, log=True)")]
     if knob.low > knob.high:
         problems.append(Problem(path, f"Range low {knob.low!r} > high {knob.high!r}", "swap the bounds"))
     if knob.log and knob.low <= 0:

@@ -10,13 +10,14 @@ import yaml
 from rftui.config.expand import expand
 from rftui.config.experiment import DEFAULT_SYSTEM_PROMPT, DEFAULT_WORKDIR, DataSpec, ExperimentSpec
 from rftui.config.hooks import check_hook_ref
+from rftui.config.keymap import check_keymap
 from rftui.config.knobs import (
     TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig,
 )
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.rules import coerce, did_you_mean, known_args
 from rftui.config.validate import check_value
-from rftui.config.yaml_lines import line_map, line_of
+from rftui.config.yaml_lines import duplicate_keys, line_map, line_of
 
 TOP_KEYS = ("name", "description", "trainer", "num_chunks", "seed", "model", "data", "training", "lora",
             "generation", "eval", "grid", "random", "workdir", "tracking_uri", "ui")
@@ -26,7 +27,21 @@ SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
 EVAL_KEYS = ("metrics", "num_samples")
 UI_KEYS = ("theme", "keymap")
 SPACE_KEYS = ("training", "lora", "generation", "model", "num_runs", "seed")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_MAX = 100
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}$" % (NAME_MAX - 1))
+
+
+def name_problem(name: Any, path: str = "name", example: str = "name: chatqa-lite") -> Problem | None:
+    """What is wrong with an experiment name (it becomes a directory name), or None."""
+    if not isinstance(name, str):
+        return Problem(path, f"experiment name must be a string, got {type(name).__name__} {name!r}", f"e.g. {example}")
+    if len(name) > NAME_MAX:
+        return Problem(path, f"experiment name is too long: {len(name)} characters, at most {NAME_MAX}",
+                       f"use a shorter name, e.g. {example}")
+    if not NAME_PATTERN.match(name):
+        return Problem(path, f"experiment name {name!r} must be letters, digits, '.', '_' or '-', "
+                       "starting with a letter or digit", f"e.g. {example}")
+    return None
 
 
 class _Reader:
@@ -37,8 +52,8 @@ class _Reader:
         self.lines = line_map(text)
         self.problems: list[Problem] = []
 
-    def add(self, path: str, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(path, message, hint, self.file, line_of(self.lines, path)))
+    def add(self, path: str, message: str, hint: str = "", line: int | None = None) -> None:
+        self.problems.append(Problem(path, message, hint, self.file, line or line_of(self.lines, path)))
 
     def extend(self, problems: list[Problem]) -> None:
         for p in problems:
@@ -59,12 +74,14 @@ class _Reader:
                 self.add(f"{path}.{key}" if path else key, f"`{key}` is required", "")
         return {k: v for k, v in value.items() if k in keys}
 
-    def integer(self, value: Any, path: str, default: int, low: int) -> int:
+    def integer(self, value: Any, path: str, default: int, low: int, example: int | None = None) -> int:
         if value is None:
             return default
         value = coerce("int", value)
         if not isinstance(value, int) or isinstance(value, bool):
-            self.add(path, f"expected an integer, got {value!r}", "")
+            key = path.rsplit(".", 1)[-1]
+            self.add(path, f"expected an integer, got {type(value).__name__} {value!r}",
+                     f"write `{key}` as an integer, e.g. {key}: {max(default, low) if example is None else example}")
             return default
         if value < low:
             self.add(path, f"must be ≥ {low}, got {value}", f"use {path.rsplit('.', 1)[-1]} ≥ {low}")
@@ -131,10 +148,11 @@ class _Reader:
             else:
                 out["lora"] = self._axes("lora", lora, f"{path}.lora", random)
         if random:
-            out["num_runs"] = self.integer(space.get("num_runs"), f"{path}.num_runs", 0, 1)
+            out["num_runs"] = self.integer(space.get("num_runs"), f"{path}.num_runs", 0, 1, example=8)
             if space.get("num_runs") is None:
                 self.add(f"{path}.num_runs", "`num_runs` is required for random search", "e.g. num_runs: 8")
-            out["seed"] = space.get("seed")
+            out["seed"] = None if space.get("seed") is None else \
+                self.integer(space["seed"], f"{path}.seed", 0, 0, example=42)
         return out
 
     def _choices(self, raw: Any, path: str, random: bool) -> Any:
@@ -176,10 +194,15 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem("", f"malformed YAML: {reason}", "fix the syntax at that line", file, line)]) from None
     r = _Reader(file, text, base)
+    for dup in duplicate_keys(text):
+        key = dup.path.rsplit(".", 1)[-1]
+        r.add(dup.path, f"duplicate key `{key}`: given on line {dup.first} and again on line {dup.line}",
+              "keep one of them (YAML would silently use the last)", line=dup.line)
     top = r.mapping(doc, "", TOP_KEYS, required=("name", "model", "data"))
     name = top.get("name")
-    if name is not None and not (isinstance(name, str) and NAME_PATTERN.match(name)):
-        r.add("name", f"experiment name {name!r} must be letters, digits, '.', '_' or '-'", "e.g. name: chatqa-lite")
+    problem = None if name is None else name_problem(name)
+    if problem is not None:
+        r.add(problem.path, problem.message, problem.hint)
     trainer = top.get("trainer", "SFT")
     if trainer not in TRAINER_TYPES:
         r.add("trainer", f"unknown trainer type {trainer!r}", f"use one of: {', '.join(TRAINER_TYPES)}")
@@ -201,6 +224,7 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     num_samples = r.integer(evals.get("num_samples"), "eval.num_samples", 8, 0)
     create = r.hook(model.get("create"), "model.create")
     ui = r.mapping(top.get("ui"), "ui", UI_KEYS)
+    r.extend(check_keymap(ui.get("keymap"), "ui.keymap"))
     if "grid" in top and "random" in top:
         r.add("random", "give either `grid:` or `random:`, not both", "")
     is_random = "random" in top

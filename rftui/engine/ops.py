@@ -77,21 +77,32 @@ LORA_SHAPE_KNOBS = ("lora.r", "lora.target_modules", "lora.modules_to_save")
 
 
 def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
-    """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars."""
+    """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars.
+
+    Text without a value (`learning_rate`, `learning_rate=`) is refused; an explicit null
+    (`learning_rate=null`, or None in a dict) is kept, for validation to accept only where the knob allows it.
+    """
     import yaml
 
     if raw is None:
         return {}, []
-    items = raw.items() if isinstance(raw, dict) else [str(item).partition("=")[::2] for item in raw]
+    if isinstance(raw, dict):
+        items = [(key, value, None) for key, value in raw.items()]
+    else:
+        items = [(*str(item).partition("=")[::2], str(item)) for item in raw]
     edits, problems = {}, []
-    for key, value in items:
+    for key, value, text in items:
         key = str(key).strip()
         if not key:
             problems.append(f"edit {value!r} has no knob name; write knob=value, e.g. learning_rate=5e-4")
             continue
         if isinstance(value, str):
+            if not value.strip():
+                problems.append(f"--set {text.strip()} needs a value: KNOB=VALUE" if text is not None
+                                else f"{key}: needs a value")
+                continue
             try:
-                value = yaml.safe_load(value) if value.strip() else None
+                value = yaml.safe_load(value)
             except yaml.YAMLError:
                 problems.append(f"{key}: cannot read value {value!r}")
                 continue
