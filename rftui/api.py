@@ -8,7 +8,8 @@ from typing import Any, Callable
 from rftui.config.expand import expand
 from rftui.config.experiment import DEFAULT_WORKDIR, ExperimentSpec
 from rftui.config.knobs import RFGridSearch, RFRandomSearch
-from rftui.config.problems import ConfigError
+from rftui.config.problems import ConfigError, Problem
+from rftui.config.rules import coerce
 from rftui.config.validate import validate_search
 from rftui.engine.layout import ExperimentDir
 from rftui.errors import ExperimentError
@@ -18,8 +19,13 @@ class Experiment:
     """A named experiment in `workdir` (default ./rftui-runs)."""
 
     def __init__(self, experiment_name: str, mode: str = "fit", workdir: str | Path | None = None):
+        from rftui.config.yaml_config import name_problem  # the config's `name:` rule
+
         if mode != "fit":
             raise ExperimentError(f"mode {mode!r} is not supported; use mode='fit'")
+        problem = name_problem(experiment_name, "experiment_name", example='Experiment(experiment_name="chatqa-lite")')
+        if problem is not None:  # the name is a directory name: checked before it becomes a path
+            raise ConfigError([problem])
         self.name = experiment_name
         self.workdir = Path(workdir or DEFAULT_WORKDIR).expanduser().resolve()
         self.exp: ExperimentDir | None = None
@@ -37,12 +43,15 @@ class Experiment:
         from rftui.data.sources import rows_from_dataset
         from rftui.engine.setup import create_experiment
 
-        problems = validate_search(config_group)
+        num_chunks, seed, workers = coerce("int", num_chunks), coerce("int", seed), coerce("int", workers)
+        problems = [*_integer_problems(num_chunks=(num_chunks, 1, 4), seed=(seed, 0, 42)),
+                    *_engine_problems(workers, device, tracking_uri)]
+        problems += validate_search(config_group)
         if problems:
             raise ConfigError(problems)
         runs = expand(config_group)
         trainer = config_group.trainer_type if isinstance(config_group, (RFGridSearch, RFRandomSearch)) else "SFT"
-        spec = ExperimentSpec(name=self.name, runs=tuple(runs), num_chunks=int(num_chunks), seed=int(seed),
+        spec = ExperimentSpec(name=self.name, runs=tuple(runs), num_chunks=num_chunks, seed=seed,
                               trainer_type=trainer, workdir=str(self.workdir), tracking_uri=tracking_uri,
                               create_model=create_model_fn)
         train_rows = rows_from_dataset(train_dataset, "train_dataset")
@@ -161,6 +170,10 @@ class Experiment:
 
         if self.exp is None:
             raise ExperimentError(f"experiment {self.name!r} does not exist yet; call run_fit first")
+        workers = coerce("int", workers)
+        problems = _engine_problems(workers, device, tracking_uri)
+        if problems:
+            raise ConfigError(problems)
         exp, spec, store = open_experiment(str(self.exp.root))
         ensure_not_running(exp, store)
         store.mark_running_quanta_lost()
@@ -172,6 +185,23 @@ class Experiment:
         """Finish the experiment: stop anything still running (checkpointed) and release resources."""
         if self.controller is not None:
             self.controller.begin_shutdown()
+
+
+def _integer_problems(**values: tuple[Any, int, int]) -> list[Problem]:
+    """The config file's rule for whole-number settings (num_chunks, seed): an integer ≥ its lower bound."""
+    problems = []
+    for name, (value, low, example) in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(Problem(name, f"expected an integer, got {value!r}", f"e.g. {name}={example}"))
+        elif value < low:
+            problems.append(Problem(name, f"must be ≥ {low}, got {value}", f"use {name} ≥ {low}"))
+    return problems
+
+
+def _engine_problems(workers: Any, device: Any, tracking_uri: Any) -> list[Problem]:
+    from rftui.engine.options import engine_option_problems
+
+    return engine_option_problems(workers=workers, device=device, tracking_uri=tracking_uri)
 
 
 def _run_order(run_id: str) -> int:

@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
 from rftui.errors import RftuiError
 
 EXIT_USER_ERROR = 2
+EXIT_RUNS_FAILED = 1
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 
 
 def _config_path(text: str) -> Path:
     """A config path; a bare bundled sample name (`chatqa_lite`) also works from anywhere."""
     path = Path(text)
     if path.exists():
+        _check_config_file(path)
         return path
     from rftui.resources import bundled_dir
 
@@ -23,6 +28,86 @@ def _config_path(text: str) -> Path:
         if candidate.is_file():
             return candidate
     return path
+
+
+def _check_config_file(path: Path) -> None:
+    """Say what is wrong with a path that exists but is no config file (the loader would say "does not exist")."""
+    from rftui.config.problems import ConfigError, Problem
+
+    try:
+        info = path.stat()
+    except OSError:
+        return  # the loader reports it
+    hint = "give the experiment's YAML file, e.g. sample_configs/chatqa_lite.yaml"
+    if stat.S_ISDIR(info.st_mode):
+        message = f"config file {path} is a directory"
+    elif not stat.S_ISREG(info.st_mode):
+        message = f"config file {path} is empty or not a regular file"
+    elif info.st_size == 0:
+        message = f"config file {path} is empty"
+    else:
+        return
+    raise ConfigError([Problem("", message, hint, str(path))])
+
+
+# ---------------------------------------------------------------------- argument types (exit 2 with the usage)
+
+def _workers(text: str) -> int:
+    from rftui.engine.options import workers_problem
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r} — e.g. --workers 2") from None
+    problem = workers_problem(value, cli=True)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
+    return value
+
+
+def _name(text: str) -> str:
+    from rftui.config.yaml_config import name_problem  # the config's `name:` rule
+
+    problem = name_problem(text, "--name", example="--name chatqa-lite")
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
+    return text
+
+
+def _workdir(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the experiments directory is empty — give a directory, e.g. --workdir "
+                                         "rftui-runs, or leave --workdir out for ./rftui-runs")
+    return text
+
+
+def _tracking_uri(text: str) -> str:
+    from rftui.engine.options import tracking_uri_problem
+
+    problem = tracking_uri_problem(text, cli=True)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
+    return text
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """`--device cuda` without a GPU is refused before anything is created."""
+    from rftui.engine.options import device_problem
+
+    problem = device_problem(args.device, cli=True)
+    if problem is not None:
+        raise RftuiError(str(problem))
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (`| head`): send what is left to /dev/null so nothing raises again,
+    not even the interpreter's last flush."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -54,6 +139,7 @@ def _load_rows(spec):
 def _drive(exp, spec, store, args, first_events=(), live_specs=None) -> int:
     from rftui.engine.assemble import make_controller
 
+    args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment
     controller = make_controller(exp, spec, store, workers=args.workers, device=args.device,
                                  tracking_uri=args.tracking_uri, tracking=not args.no_tracking,
                                  live_specs=live_specs)
@@ -64,11 +150,31 @@ def _drive(exp, spec, store, args, first_events=(), live_specs=None) -> int:
     if use_ui:
         from rftui.ui.run import run_hosted
 
-        return run_hosted(controller, list(first_events), theme=args.theme)
-    from rftui.headless import run_headless
+        code = run_hosted(controller, list(first_events), theme=args.theme)
+    else:
+        from rftui.headless import run_headless
 
-    events = list(first_events) + controller.start()
-    return run_headless(controller, json_lines=args.json, first_events=events)
+        try:
+            events = list(first_events) + controller.start()
+        except BaseException:  # Ctrl-C while the workers start: record the experiment as interrupted
+            controller.close()
+            raise
+        code = run_headless(controller, json_lines=args.json, first_events=events)
+    return _failed_runs_code(controller, code)
+
+
+def _failed_runs_code(controller, code: int) -> int:
+    """A run that ended `failed` makes an otherwise clean exit 1, after one line that names the runs."""
+    if code != 0:
+        return code
+    failed = [row["run_id"] for row in controller.store.list_runs() if row["status"] == "failed"]
+    if not failed:
+        return code
+    total = len(controller.store.list_runs(include_deleted=False))
+    exp = controller.exp
+    print(f"rftui: {len(failed)} of {total} run{'s' if total != 1 else ''} failed ({', '.join(failed)}); "
+          f"see why with `rftui show {exp.name} --workdir {exp.workdir}`", file=sys.stderr)
+    return EXIT_RUNS_FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -77,10 +183,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rftui.config.yaml_config import load_experiment_file
     from rftui.engine.setup import create_experiment
 
+    _check_device(args)
     spec = load_experiment_file(_config_path(args.config))
     overrides = {k: v for k, v in (("workdir", args.workdir), ("name", args.name),
-                                   ("tracking_uri", args.tracking_uri)) if v}
+                                   ("tracking_uri", args.tracking_uri)) if v is not None}
     spec = replace(spec, **overrides)
+    if spec.tracking_uri is not None and not args.no_tracking and args.tracking_uri is None:
+        from rftui.config.problems import ConfigError
+        from rftui.engine.options import tracking_uri_problem
+
+        problem = tracking_uri_problem(spec.tracking_uri, file=spec.source_file)
+        if problem is not None:  # the config's tracking_uri (--tracking-uri was checked when parsed)
+            raise ConfigError([problem])  # ConfigError adds the key's line in the file
     if spec.create_model is None:
         from rftui.training.model_loading import check_model_available
 
@@ -88,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_model_available(model_name)
     train, evals = _load_rows(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
+    args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment
     return _drive(exp, spec, store, args, live_specs={run.run_id: run for run in spec.runs})
 
 
@@ -96,10 +211,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     from rftui.control import ensure_not_running
 
+    _check_device(args)
     exp, spec, store = open_experiment(args.experiment, args.workdir)
     ensure_not_running(exp, store)
     if store.get_meta("status") == "finished":
-        print(f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)")
+        note = f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)"
+        if args.json:  # the JSON-lines stream a script reads says so too
+            from rftui.engine.events import ExperimentFinished
+            from rftui.headless import event_json
+
+            counts: dict[str, int] = {}
+            for row in store.list_runs():
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+            print(event_json(ExperimentFinished(exp.name, counts)))
+            print(f"rftui: {note}", file=sys.stderr)
+        else:
+            print(note)
         return 0
     lost = store.mark_running_quanta_lost()
     for row in store.list_runs():
@@ -124,6 +251,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     from rftui.engine.setup import open_experiment
     from rftui.report import failure_reasons, leaderboard_text, show_data
 
+    if args.action == "ls" and (args.run or args.set or args.warm):
+        extra = " ".join([*([args.run] if args.run else []), *(["--set"] if args.set else []),
+                          *(["--warm"] if args.warm else [])])
+        raise RftuiError(f"`rftui ctl {args.experiment} ls` takes no run id or options (got {extra}); it lists "
+                         f"every run: drop {extra}, or act on a run with `rftui ctl {args.experiment} "
+                         "stop|resume|delete|clone RUN`")
     exp, spec, store = open_experiment(args.experiment, args.workdir)
     if args.action == "ls":
         print(leaderboard_text(show_data(exp, store), failure_reasons(store)))
@@ -144,9 +277,14 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from rftui.engine.setup import open_experiment
+
+    exp, spec, store = open_experiment(args.experiment, args.workdir)  # a missing or damaged one is said first
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        store.close()
+        raise RftuiError(f"`rftui watch` needs a terminal (stdin and stdout are not both one); without one, "
+                         f"use `rftui show {args.experiment}` for the leaderboard or `rftui ctl {args.experiment} ls`")
     from rftui.ui.run import run_watch
 
-    exp, spec, store = open_experiment(args.experiment, args.workdir)
     return run_watch(exp, spec, store, theme=args.theme)
 
 
@@ -155,11 +293,12 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--theme", metavar="NAME", help="UI theme: rftui-dark (default), rftui-light, "
                         "another file in themes/, a Textual theme name, or a path to a theme file")
     parser.add_argument("--json", action="store_true", help="print JSON-lines events (implies --no-ui)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--workers", type=_workers, default=1, metavar="N",
                         help="CPU worker processes (default 1; on CUDA: one per GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
-    parser.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///<workdir>/mlflow.db)")
+    parser.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
+    parser.add_argument("--tracking-uri", type=_tracking_uri,
+                        help="MLflow tracking URI (default sqlite:///<workdir>/mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
 
@@ -177,19 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="create an experiment from a config and train it")
     run.add_argument("config", help="experiment YAML file (or a bundled sample name)")
-    run.add_argument("--name", help="experiment name (default: the config's name)")
+    run.add_argument("--name", type=_name, help="experiment name (default: the config's name)")
     run.add_argument("--new", action="store_true", help="if the name is taken, create name-2, name-3, ...")
     _engine_options(run)
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, parser=run)
 
     resume = sub.add_parser("resume", help="continue an interrupted experiment from its checkpoints")
     resume.add_argument("experiment", help="experiment name (or its directory)")
     _engine_options(resume)
-    resume.set_defaults(func=cmd_resume)
+    resume.set_defaults(func=cmd_resume, parser=resume)
 
     show = sub.add_parser("show", help="print an experiment's leaderboard")
     show.add_argument("experiment", help="experiment name (or its directory)")
-    show.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    show.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)
 
@@ -200,13 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--set", action="append", metavar="KNOB=VALUE",
                      help="clone edit, repeatable: learning_rate=5e-4, lora.r=16, generation.top_p=0.9")
     ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
-    ctl.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    ctl.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
     ctl.set_defaults(func=cmd_ctl)
 
     watch = sub.add_parser("watch", help="the terminal UI for an experiment another process is training "
                                          "(quitting leaves it running)")
     watch.add_argument("experiment", help="experiment name (or its directory)")
-    watch.add_argument("--workdir", help="directory holding experiments (default ./rftui-runs)")
+    watch.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
     watch.add_argument("--theme", metavar="NAME", help="UI theme (see `rftui run --help`)")
     watch.set_defaults(func=cmd_watch)
     return parser
@@ -215,18 +354,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "workers", 1) < 1:
-        parser.error("--workers must be at least 1")
+    if getattr(args, "no_tracking", False) and args.tracking_uri is not None:
+        args.parser.error("--no-tracking and --tracking-uri contradict each other; choose one")
     try:
         if args.func in (cmd_run, cmd_resume, cmd_watch) and not (getattr(args, "no_ui", False)
                                                                   or getattr(args, "json", False)):
             from rftui.ui.pacing import budget_from_env
 
             budget_from_env()  # a bad RFTUI_UI_CPU_BUDGET fails here, before anything is created
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not in the interpreter's last flush
+        return code
     except RftuiError as exc:
         print(f"rftui: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        print("rftui: interrupted", file=sys.stderr)
+        exp = getattr(args, "experiment_dir", None)
+        if exp is not None and exp.exists():
+            print(f"rftui: interrupted; continue with `rftui resume {exp.name} --workdir {exp.workdir}`",
+                  file=sys.stderr)
+        else:
+            print("rftui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rftui show ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -10,7 +11,7 @@ from typing import Any, TextIO
 
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
-from rftui.engine.messages import EvalDone, RunFailed
+from rftui.engine.messages import RunFailed
 from rftui.report import failure_reasons, leaderboard_text, show_data
 
 REDRAW_SECONDS = 0.25
@@ -39,23 +40,53 @@ class HeadlessView:
         self.tty = stream.isatty() if tty is None else tty
         self.bar_lines = 0
         self.last_draw = 0.0
+        self.closed = False  # the reader of the stream went away (`| head`): training goes on, quietly
+
+    def _write(self, text: str, flush: bool = True) -> None:
+        if self.closed:
+            return
+        try:
+            self.out.write(text)
+            if flush:
+                self.out.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed under us
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """Stop writing progress; the experiment must not be lost because a pager closed."""
+        self.closed = True
+        self.bar_lines = 0
+        try:  # point the descriptor at /dev/null so that no later flush (ours, the interpreter's) raises again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            exp = self.ctl.exp
+            sys.stderr.write(f"rftui: output closed; training goes on without progress lines (see the results "
+                             f"with `rftui show {exp.name} --workdir {exp.workdir}`)\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def line(self, text: str) -> None:
         self._clear_bars()
         stamp = time.strftime("%H:%M:%S")
-        self.out.write(f"{stamp} {text}\n")
-        self.out.flush()
+        self._write(f"{stamp} {text}\n")
 
     def render(self, events: list[Any]) -> None:
+        if self.closed:
+            return
         for event in events:
             if self.json_lines:
-                self.out.write(event_json(event) + "\n")
+                self._write(event_json(event) + "\n", flush=False)
                 continue
             text = self.describe(event)
             if text:
                 self.line(text)
         if self.json_lines:
-            self.out.flush()
+            self._write("", flush=True)
         elif self.tty and time.monotonic() - self.last_draw >= REDRAW_SECONDS:
             self._draw_bars()
 
@@ -87,8 +118,8 @@ class HeadlessView:
 
     def _clear_bars(self) -> None:
         if self.tty and self.bar_lines:
-            self.out.write(f"\x1b[{self.bar_lines}F\x1b[J")
-            self.bar_lines = 0
+            text, self.bar_lines = f"\x1b[{self.bar_lines}F\x1b[J", 0
+            self._write(text, flush=False)
 
     def _draw_bars(self) -> None:
         self._clear_bars()
@@ -102,18 +133,16 @@ class HeadlessView:
             loss = rec.last.get("loss")
             lines.append(f"  {rec.run_id:<4} [{'#' * filled}{'.' * (24 - filled)}] {done:>5}/{rec.total_steps:<5} "
                          f"{rec.status:<9} {rec.spec.label}" + (f"  loss {loss:.4f}" if loss is not None else ""))
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
-        self.bar_lines = len(lines)
+        self._write("\n".join(lines) + "\n")
+        self.bar_lines = 0 if self.closed else len(lines)
         self.last_draw = time.monotonic()
 
     def finish(self) -> None:
         self._clear_bars()
-        if self.json_lines:
+        if self.json_lines or self.closed:
             return
         data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
-        self.out.write("\n" + leaderboard_text(data, failure_reasons(self.ctl.store)) + "\n")
-        self.out.flush()
+        self._write("\n" + leaderboard_text(data, failure_reasons(self.ctl.store)) + "\n")
 
 
 def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines: bool = False,

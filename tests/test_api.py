@@ -6,6 +6,7 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rftui import Experiment, List, RFGridSearch, RFLoraConfig, RFModelConfig, RFSFTConfig
+from rftui.config.problems import ConfigError
 from rftui.errors import OpRefused
 from rftui.resources import sample_data_file
 
@@ -62,3 +63,59 @@ def test_cookbook_style_run_fit_then_clone_and_continue(tmp_path):
     info = experiment.get_runs_info().set_index("id")
     assert info.loc["r3", "status"] == "completed" and info.loc["r3", "parent"] == "r1"
     experiment.end()
+
+
+def _tiny_group():
+    config = RFModelConfig(model_name="rftui/tiny-llama",
+                           peft_config=RFLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]),
+                           training_args=RFSFTConfig(learning_rate=1e-3, per_device_train_batch_size=4, max_steps=4))
+    return RFGridSearch(configs=config, trainer_type="SFT")
+
+
+ROWS = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(16)]
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "my exp", None, 5])
+def test_bad_experiment_names_raise_config_error_before_anything_is_written(tmp_path, name):
+    workdir = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="experiment_name: experiment name") as caught:
+        Experiment(name, workdir=workdir)
+    assert "letters, digits" in str(caught.value) or "must be a string" in str(caught.value)
+    assert 'Experiment(experiment_name="chatqa-lite")' in str(caught.value)
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_chunks": 0}, "num_chunks: must be ≥ 1, got 0 — use num_chunks ≥ 1"),
+    ({"num_chunks": "abc"}, "num_chunks: expected an integer, got 'abc'"),
+    ({"seed": -1}, "seed: must be ≥ 0, got -1"),
+    ({"workers": 0}, "workers: must be ≥ 1, got 0"),
+    ({"workers": 1.5}, "workers: expected an integer, got 1.5"),
+    ({"device": "gpu"}, "device: must be one of auto, cpu, cuda, got 'gpu'"),
+    ({"tracking_uri": "bogus://x"}, "tracking_uri: unknown tracking URI scheme 'bogus:'"),
+])
+def test_bad_run_fit_arguments_raise_config_error_before_anything_is_written(tmp_path, kwargs, message):
+    workdir = tmp_path / "runs"
+    experiment = Experiment("args", workdir=workdir)
+    with pytest.raises(ConfigError) as caught:
+        experiment.run_fit(_tiny_group(), None, ROWS, **{"num_chunks": 2, **kwargs}, quiet=True)
+    assert message in str(caught.value)
+    assert not workdir.exists()
+
+
+def test_run_fit_on_cuda_without_a_gpu_raises_config_error(tmp_path):
+    from rftui.engine.options import cuda_visible
+
+    if cuda_visible():
+        pytest.skip("a CUDA device is visible here")
+    experiment = Experiment("cuda", workdir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="device: no CUDA device visible — use device='cpu' or 'auto'"):
+        experiment.run_fit(_tiny_group(), None, ROWS, num_chunks=2, device="cuda", quiet=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_bad_run_fit_argument_is_reported_at_once(tmp_path):
+    experiment = Experiment("many", workdir=tmp_path)
+    with pytest.raises(ConfigError, match="3 problems") as caught:
+        experiment.run_fit(_tiny_group(), None, ROWS, num_chunks=0, workers=0, device="gpu", quiet=True)
+    assert [p.path for p in caught.value.problems] == ["num_chunks", "workers", "device"]

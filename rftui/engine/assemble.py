@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rftui.config.experiment import ExperimentSpec
+from rftui.config.problems import ConfigError
 from rftui.config.runspec import RunSpec
 from rftui.engine.controller import Controller
 from rftui.engine.layout import ExperimentDir
+from rftui.engine.options import device_problem
 from rftui.engine.store import Store
+from rftui.errors import ExperimentError
 
 
 def make_controller(exp: ExperimentDir, spec: ExperimentSpec, store: Store, *, workers: int = 1,
@@ -20,7 +23,13 @@ def make_controller(exp: ExperimentDir, spec: ExperimentSpec, store: Store, *, w
     from rftui.engine.pool import WorkerPool, devices_for
     from rftui.engine.worker import DEFAULT_BACKEND
 
-    devices = devices_for(workers, use_cuda={"auto": None, "cpu": False, "cuda": True}[device])
+    problem = device_problem(device) if device not in ("auto", "cpu") else None
+    if problem is not None:  # front ends check this first; a direct caller gets the same error
+        raise ConfigError([problem])
+    try:
+        devices = devices_for(workers, use_cuda={"auto": None, "cpu": False, "cuda": True}[device])
+    except RuntimeError as exc:  # the GPU went away between the check and here
+        raise ExperimentError(f"{exc}; use --device cpu or auto") from None
     options = dict(backend_options or {})
     hook = create_model if create_model is not None else spec.create_model
     if hook is not None:

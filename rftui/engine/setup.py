@@ -125,6 +125,11 @@ def plan_steps(spec: ExperimentSpec, num_rows: int) -> dict[str, int]:
 def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None,
                       new: bool = False) -> tuple[ExperimentDir, ExperimentSpec, Store]:
     """Write a new experiment directory; nothing is left behind if any step fails."""
+    from rftui.config.yaml_config import name_problem
+
+    problem = name_problem(spec.name)
+    if problem is not None:  # front ends check first; this keeps a bad name from ever becoming a path
+        raise ConfigError([problem])
     workdir = Path(spec.workdir).expanduser().resolve()
     name = spec.name
     if (workdir / name).exists():
