@@ -119,6 +119,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     num_rows = count_rows(spec.data.train, Path(spec.data.base_dir)) if spec.data else None
     rows = plan_rows(spec, num_rows)
     check_chunks(spec, rows)
+    if spec.create_model is None and any(run.lora is not None for run in spec.runs):
+        from rftui.config.problems import ConfigError
+        from rftui.training.lora_check import lora_problems
+
+        problems = lora_problems(spec)  # builds each model on the meta device: seconds, no weights
+        if problems:
+            raise ConfigError(problems)
     if args.json:
         print(json.dumps({"experiment": spec.name, "num_chunks": spec.num_chunks, "train_rows": num_rows,
                           "runs": rows}, indent=2, default=str))

@@ -349,13 +349,13 @@ def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
     (out_dir / _MARKER_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
-def _pretrain(tokenizer, ids: list[list[int]], report: Callable[[str], None]):
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+def recipe_config(vocab_size: int, pad_token_id: int | None = None, eos_token_id: int | None = None):
+    """The LlamaConfig of the built-in model (its shape comes from RECIPE, its vocabulary from its tokenizer)."""
+    from transformers import LlamaConfig
 
     r = RECIPE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=r["hidden_size"],
         intermediate_size=r["intermediate_size"],
         num_hidden_layers=r["num_hidden_layers"],
@@ -366,11 +366,19 @@ def _pretrain(tokenizer, ids: list[list[int]], report: Callable[[str], None]):
         initializer_range=r["initializer_range"],
         rope_parameters={"rope_type": "default", "rope_theta": r["rope_theta"]},
         tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
         bos_token_id=None,
         use_cache=True,
     )
+
+
+def _pretrain(tokenizer, ids: list[list[int]], report: Callable[[str], None]):
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    r = RECIPE
+    config = recipe_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
         pad_token_id=tokenizer.pad_token_id,

@@ -24,6 +24,7 @@ from rftui.training.bases import (
 from rftui.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rftui.training.evaluation import autocast_for, eval_loss, generate_predictions
 from rftui.training.export import export_final, safe_name
+from rftui.training.lora_check import missing_targets
 from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
 from rftui.training.metrics import generation_metrics
 from rftui.training.offload import bring_to_device, offload_to_host
@@ -253,6 +254,10 @@ class TrainingHost:
             except (TypeError, ValueError, KeyError) as exc:
                 raise RftuiError(f"run {run_id}: LoRA settings {dict(spec.lora)} do not fit {spec.model_name!r}: "
                                  f"{type(exc).__name__}: {exc}") from exc
+            missing = missing_targets([n for n, _ in base.model.named_modules()], spec.lora.get("target_modules"))
+            if missing:
+                raise RftuiError(f"run {run_id}: lora.target_modules {', '.join(missing)} match no module of "
+                                 f"{spec.model_name!r}; fix the name (see `rftui plan`, which lists the model's layers)")
             base.peft.set_adapter(adapter)
             model = base.peft
             marker = f".{adapter}."
