@@ -21,20 +21,29 @@ def rftui(*args, cwd=None, timeout=120):
                           cwd=cwd, timeout=timeout, env=env)
 
 
-def test_plan_lists_the_cookbook_runs_without_torch_and_fast():
+def test_plan_lists_the_cookbook_runs_and_checks_the_model_in_seconds():
     code = ("import sys, time; t = time.perf_counter(); from rftui.cli import main; "
             f"rc = main(['plan', {str(SAMPLES / 'chatqa_lite.yaml')!r}]); "
-            "print('TORCH' if 'torch' in sys.modules or 'trl' in sys.modules else 'NO-TORCH', "
-            "round(time.perf_counter() - t, 3)); sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            "print('SECONDS', round(time.perf_counter() - t, 3)); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for label in ("r=8 lr=1e-3", "r=32 lr=1e-3", "r=8 lr=1e-4", "r=32 lr=1e-4"):
         assert any(label in line for line in lines)
     marker, seconds = lines[-1].split()
-    assert marker == "NO-TORCH"
-    assert float(seconds) < 2.0
+    assert marker == "SECONDS" and float(seconds) < 30  # torch + PEFT imports and a meta-device model
     assert "128" in result.stdout and "32" in result.stdout  # total steps, steps per chunk
+
+
+def test_expanding_and_planning_a_config_imports_no_torch():
+    code = ("import sys; from rftui.config.yaml_config import load_experiment_file; "
+            "from rftui.config.plan import check_chunks, plan_rows; "
+            f"spec = load_experiment_file({str(SAMPLES / 'chatqa_lite.yaml')!r}); "
+            "rows = plan_rows(spec, 512); check_chunks(spec, rows); assert len(rows) == 4; "
+            "print('TORCH' if 'torch' in sys.modules or 'trl' in sys.modules else 'NO-TORCH')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["NO-TORCH"]
 
 
 def test_plan_json_and_random_search():
