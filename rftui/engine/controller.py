@@ -285,6 +285,13 @@ class Controller:
         self.scheduler.on_quantum_done(rec.run_id, worker_id, chunk_finished)
         reason = done.preempted or rec.pending_preempt
         rec.pending_preempt = None
+        # The chunk's report comes before the status it leads to ("chunk 2/2 ..." then "completed").
+        out.append(ev.QuantumReport(
+            run_id=rec.run_id, worker_id=worker_id, chunk=done.chunk, num_chunks=rec.num_chunks,
+            steps_done=rec.steps_done, total_steps=rec.total_steps,
+            seconds=done.train_seconds + done.switch_seconds + done.eval_seconds,
+            train_seconds=done.train_seconds, switch_seconds=done.switch_seconds,
+            eval_seconds=done.eval_seconds, preempted=done.preempted, metrics=dict(rec.last)))
         if rec.steps_done >= rec.total_steps:
             self.scheduler.on_run_removed(rec.run_id)
             self._set_status(rec, "completed", out)
@@ -295,12 +302,6 @@ class Controller:
             self._delete(rec, out)
         else:
             self._set_status(rec, "waiting", out)
-        out.append(ev.QuantumReport(
-            run_id=rec.run_id, worker_id=worker_id, chunk=done.chunk, num_chunks=rec.num_chunks,
-            steps_done=rec.steps_done, total_steps=rec.total_steps,
-            seconds=done.train_seconds + done.switch_seconds + done.eval_seconds,
-            train_seconds=done.train_seconds, switch_seconds=done.switch_seconds,
-            eval_seconds=done.eval_seconds, preempted=done.preempted, metrics=dict(rec.last)))
         return out
 
     def _delete(self, rec: RunRecord, out: list[Any]) -> None:
