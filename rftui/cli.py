@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -97,17 +96,6 @@ def _check_device(args: argparse.Namespace) -> None:
     problem = device_problem(args.device, cli=True)
     if problem is not None:
         raise RftuiError(str(problem))
-
-
-def _silence_stdout() -> None:
-    """The reader of stdout went away (`| head`): send what is left to /dev/null so nothing raises again,
-    not even the interpreter's last flush."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -384,5 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             print("rftui: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `rftui show ... | head`: the reader has what it wanted
-        _silence_stdout()
+        from rftui.headless import point_at_devnull
+
+        point_at_devnull(sys.stdout)
         return EXIT_BROKEN_PIPE

@@ -56,12 +56,7 @@ class HeadlessView:
         """Stop writing progress; the experiment must not be lost because a pager closed."""
         self.closed = True
         self.bar_lines = 0
-        try:  # point the descriptor at /dev/null so that no later flush (ours, the interpreter's) raises again
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.out.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        point_at_devnull(self.out)
         try:
             exp = self.ctl.exp
             sys.stderr.write(f"rftui: output closed; training goes on without progress lines (see the results "
@@ -143,6 +138,17 @@ class HeadlessView:
             return
         data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
         self._write("\n" + leaderboard_text(data, failure_reasons(self.ctl.store)) + "\n")
+
+
+def point_at_devnull(stream: TextIO) -> None:
+    """The reader of `stream` went away: send what is left to /dev/null, so that no later flush (ours, or the
+    interpreter's last one) raises again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines: bool = False,
