@@ -89,6 +89,22 @@ async def test_clone_dialog_shows_validation_errors_and_stays_open(tmp_path):
     assert source.ops_sent == []
 
 
+async def test_clone_dialog_refuses_a_knob_given_twice(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("c")
+        editor = app.screen.query_one("TextArea")
+        assert editor.text.splitlines()[14] == "lora.r: 8"
+        editor.text = editor.text.replace("lora.r: 8", "lora.r: 8\nlora.r: 16")  # YAML alone would take 16
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, CloneDialog)
+        assert app.screen.problems == ["line 16: `lora.r` is given twice (also on line 15) — keep one of them"]
+        assert "line 16: `lora.r` is given twice" in str(app.screen.query_one("#problems").render())
+    assert source.ops_sent == []
+
+
 def test_check_edits_rules():
     knobs = {"model_name": "m", "learning_rate": 1e-3, "lora.r": 8, "generation.top_p": 0.9, "formatting_func": "x:y"}
     original = editable_knobs(knobs)

@@ -19,6 +19,7 @@ from textual.widgets import Button, Label, Static, TextArea
 
 from rftui.config.rules import coerce, known_args, knob_section
 from rftui.config.validate import validate_knobs
+from rftui.config.yaml_lines import duplicate_keys
 from rftui.engine.ops import LORA_SHAPE_KNOBS, parse_edits
 from rftui.ui.model import RunRow
 
@@ -55,7 +56,10 @@ def check_edits(text: str, original: dict[str, Any], warm: bool, has_lora: bool)
         data = {}
     if not isinstance(data, dict):
         return {}, ["write one `knob: value` per line (a YAML mapping)"]
-    problems = [f"{name}: cannot be removed; a clone keeps every knob (change its value instead)"
+    # YAML keeps the last of two equal keys without a word; the user meant one of them.
+    problems = [f"line {dup.line}: `{dup.path}` is given twice (also on line {dup.first}) — "
+                "keep one of them" for dup in duplicate_keys(text)]
+    problems += [f"{name}: cannot be removed; a clone keeps every knob (change its value instead)"
                 for name in original if name not in data]
     typed = {str(k): _typed(str(k), v) for k, v in data.items()}
     changed = {k: v for k, v in typed.items() if k not in original or original[k] != v}
