@@ -166,7 +166,7 @@ class Experiment:
                device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:
         """Continue this experiment: unfinished runs, resumed runs and new clones train to the end."""
         from rftui.control import ensure_not_running
-        from rftui.engine.setup import open_experiment
+        from rftui.engine.setup import forget_cut_work, open_experiment
 
         if self.exp is None:
             raise ExperimentError(f"experiment {self.name!r} does not exist yet; call run_fit first")
@@ -176,9 +176,7 @@ class Experiment:
             raise ConfigError(problems)
         exp, spec, store = open_experiment(str(self.exp.root))
         ensure_not_running(exp, store)
-        store.mark_running_quanta_lost()
-        for row in store.list_runs():
-            store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
+        forget_cut_work(store)
         self._drive(spec, store, None, create_model_fn, workers, device, tracking_uri, quiet)
 
     def end(self) -> None:

@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import open_experiment
+    from rftui.engine.setup import forget_cut_work, open_experiment
 
     from rftui.control import ensure_not_running
 
@@ -223,9 +223,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         else:
             print(note)
         return 0
-    lost = store.mark_running_quanta_lost()
-    for row in store.list_runs():
-        store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
+    lost = forget_cut_work(store)
     if lost:
         print(f"rftui: {lost} quantum(s) were cut short; they restart from their last checkpoint", file=sys.stderr)
     return _drive(exp, spec, store, args)

@@ -17,6 +17,7 @@ from rftui.config.hooks import resolve_hook
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import RunSpec, hook_name
 from rftui.engine.layout import ExperimentDir
+from rftui.engine.runs import TERMINAL
 from rftui.engine.store import Store
 from rftui.errors import ExperimentError, RftuiError
 from rftui.tracking.redact import redact
@@ -189,6 +190,18 @@ def _log_format_failures(path: Path, failures: dict[str, RftuiError]) -> None:
         for key, exc in failures.items():
             handle.write(f"formatting function {key} failed; the runs using it are marked failed:\n")
             handle.write("".join(traceback.format_exception(exc)) + "\n")
+
+
+def forget_cut_work(store: Store) -> int:
+    """Before a new controller takes over a stopped or crashed experiment: quanta still `running` were cut
+    short (marked lost; returns how many), and the points a continued run logged past its checkpoint are
+    dropped, since it redoes those steps. Completed, failed and deleted runs keep their whole history:
+    nothing redoes it, and MLflow holds the same points."""
+    lost = store.mark_running_quanta_lost()
+    for row in store.list_runs():
+        if row["status"] not in TERMINAL:
+            store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
+    return lost
 
 
 def open_experiment(name_or_path: str, workdir: str | Path | None = None, readonly: bool = False
