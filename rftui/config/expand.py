@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from rftui.config.knobs import (
     List, Range, RFGridSearch, RFModelConfig, RFRandomSearch, _ArgsConfig, children,
 )
+from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import RunSpec, hook_name
 
 
@@ -58,11 +59,79 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Enumerate a finite space (Lists, int Ranges) to count its distinct configs only up to this size.
+_MAX_ENUMERATED = 10_000
+
+
+def _space_size(value: Any) -> float:
+    """An upper bound on the number of variants of `value` (inf for a float Range)."""
+    if isinstance(value, List):
+        return sum(_space_size(choice) for choice in value.values)
+    if isinstance(value, Range):
+        if value.dtype is int:
+            return max(int(value.high) - int(value.low) + 1, 1)
+        return 1 if value.low == value.high else math.inf
+    named = children(value)
+    return math.prod(_space_size(v) for v in named.values()) if named else 1
+
+
+def _enumerate(value: Any) -> list[Any]:
+    """Every variant of a finite space: an int Range counts as the List of its integers."""
+    if isinstance(value, Range):
+        if value.dtype is int:
+            return list(range(int(value.low), int(value.high) + 1))
+        return [value.low]
+    if isinstance(value, List):
+        return [variant for choice in value.values for variant in _enumerate(choice)]
+    return _rebuild_product(value, _enumerate)
+
+
+def distinct_count(configs: Any) -> int | None:
+    """How many distinct configs a random search can draw, or None when too many to count."""
+    if _space_size(configs) > _MAX_ENUMERATED:
+        return None
+    return len({repr(v) for v in _enumerate(configs)})
+
+
+def too_few_problem(group: RFRandomSearch) -> Problem | None:
+    """A random search asking for more distinct runs than its space holds."""
+    distinct = distinct_count(group.configs)
+    if distinct is None or distinct >= group.num_runs:
+        return None
+    return Problem("num_runs", f"random search asks for {group.num_runs} distinct configs, but the search "
+                               f"space has only {distinct}",
+                   f"use num_runs={distinct} or fewer, RFGridSearch to run all {distinct}, or add choices")
+
+
+def _sample_distinct(group: RFRandomSearch) -> list[Any]:
+    """`num_runs` distinct draws in draw order; a draw equal to an earlier one is skipped
+    (two identical runs would only spend compute twice)."""
+    problem = too_few_problem(group)
+    if problem is not None:
+        raise ConfigError([problem])
+    rng = random.Random(group.seed)
+    seen: set[str] = set()
+    variants: list[Any] = []
+    attempts = max(1000, 50 * group.num_runs)  # bounded: a space may hold fewer than it seems
+    for _ in range(attempts):
+        if len(variants) == group.num_runs:
+            break
+        variant = _sample(group.configs, rng)
+        key = repr(variant)
+        if key not in seen:
+            seen.add(key)
+            variants.append(variant)
+    if len(variants) < group.num_runs:
+        raise ConfigError([Problem(
+            "num_runs", f"random search found only {len(variants)} distinct configs in {attempts} draws, "
+                        f"{group.num_runs} asked", "lower num_runs, or widen the Lists and Ranges")])
+    return variants
+
+
 def resolved_configs(group: RFGridSearch | RFRandomSearch | Any) -> list[dict[str, Any]]:
     """The plain model configs of a search (a bare RFModelConfig or List counts as a grid)."""
     if isinstance(group, RFRandomSearch):
-        rng = random.Random(group.seed)
-        variants = [_sample(group.configs, rng) for _ in range(group.num_runs)]
+        variants = _sample_distinct(group)
     else:
         variants = _grid(group.configs if isinstance(group, RFGridSearch) else group)
     configs = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rftui.config.expand import too_few_problem
 from rftui.config.knobs import (
     TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch,
     RFSFTConfig, _ArgsConfig,
@@ -108,6 +109,9 @@ def validate_search(group: Any) -> list[Problem]:
         if not isinstance(group.seed, int):
             problems.append(Problem("seed", f"must be an integer, got {group.seed!r}", "e.g. seed=42"))
     problems += _check_model_config(configs, "configs", random_search)
+    if random_search and not problems:  # counting the space needs valid knobs
+        too_few = too_few_problem(group)
+        problems += [too_few] if too_few else []
     return problems
 
 

@@ -1,0 +1,82 @@
+"""The Python config API behaves as RapidFire AI users expect: distinct random-search runs, plain lists,
+Range(start, end, dtype), RFRandomSearch's argument order and trainer_type spelling."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from rftui import List, Range, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig
+from rftui.config.expand import expand
+from rftui.config.problems import ConfigError
+from rftui.config.validate import validate_search
+from rftui.config.yaml_config import parse_experiment
+
+
+def model(**training) -> RFModelConfig:
+    return RFModelConfig(model_name="m", training_args=RFSFTConfig(**training),
+                         peft_config=RFLoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+
+
+# --------------------------------------------------------------- distinct random-search runs
+
+def test_random_search_runs_are_distinct():
+    group = RFRandomSearch(model(learning_rate=List([1e-3, 1e-4, 5e-4])), num_runs=3, seed=0)
+    rng = random.Random(0)  # seed 0 draws a repeat among its first three choices
+    assert len({rng.choice([1e-3, 1e-4, 5e-4]) for _ in range(3)}) < 3
+    rates = [r.training["learning_rate"] for r in expand(group)]
+    assert sorted(rates) == [1e-4, 5e-4, 1e-3]
+    assert rates == [r.training["learning_rate"] for r in expand(group)]  # still reproducible
+
+
+def test_random_search_keeps_draw_order_when_nothing_repeats():
+    group = RFRandomSearch(model(learning_rate=Range(1e-5, 1e-3, log=True)), num_runs=4, seed=7)
+    rng = random.Random(7)
+    knob = Range(1e-5, 1e-3, log=True)
+    assert [r.training["learning_rate"] for r in expand(group)] == [knob.sample(rng) for _ in range(4)]
+
+
+def test_asking_for_more_runs_than_distinct_configs_is_an_error():
+    group = RFRandomSearch(RFModelConfig(
+        model_name="m", training_args=RFSFTConfig(learning_rate=List([1e-3, 1e-4])),
+        peft_config=RFLoraConfig(r=Range(1, 3, dtype=int))), num_runs=7)
+    expected = ("num_runs: random search asks for 7 distinct configs, but the search space has only 6 — "
+                "use num_runs=6 or fewer, RFGridSearch to run all 6, or add choices")
+    assert [str(p) for p in validate_search(group)] == [expected]
+    with pytest.raises(ConfigError) as info:
+        expand(group)
+    assert [str(p) for p in info.value.problems] == [expected]
+    group.num_runs = 6
+    assert validate_search(group) == []
+    assert sorted((r.training["learning_rate"], r.lora["r"]) for r in expand(group)) == [
+        (1e-4, 1), (1e-4, 2), (1e-4, 3), (1e-3, 1), (1e-3, 2), (1e-3, 3)]
+
+
+def test_repeated_choices_count_once():
+    group = RFRandomSearch(model(learning_rate=List([1e-3, 1e-3, 1e-4])), num_runs=3)
+    assert "has only 2" in str(validate_search(group)[0])
+
+
+def test_a_space_too_big_to_count_gives_up_after_bounded_draws():
+    group = RFRandomSearch(model(learning_rate=List([1e-3] * 20_000)), num_runs=2)
+    with pytest.raises(ConfigError) as info:
+        expand(group)
+    assert str(info.value.problems[0]) == ("num_runs: random search found only 1 distinct configs in 1000 draws, "
+                                           "2 asked — lower num_runs, or widen the Lists and Ranges")
+
+
+def test_float_ranges_are_never_too_few():
+    group = RFRandomSearch(model(learning_rate=Range(1e-5, 1e-3)), num_runs=50)
+    assert validate_search(group) == []
+    assert len({r.training["learning_rate"] for r in expand(group)}) == 50
+
+
+def test_yaml_random_search_with_too_few_configs_is_a_config_error(tmp_path: Path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"instruction": "hi", "response": "hello"}\n')
+    text = (f"name: ok\nmodel: {{name: rftui/tiny-llama}}\ndata: {{train: {{path: {data}}}}}\n"
+            "random:\n  num_runs: 3\n  lora: {r: [8, 16]}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(text, "exp.yaml", tmp_path)
+    assert "asks for 3 distinct configs, but the search space has only 2" in str(info.value)
