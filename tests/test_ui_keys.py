@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import FixedClock, record, settle
+from ui_helpers import FixedClock, record, screen_text, settle
 
 from rftui.engine import events as ev
 from rftui.ui.app import build_app
@@ -120,6 +120,38 @@ def test_check_edits_rules():
     _, problems = check_edits("learning_rate: 1e-3\nlora.r: 8\ngeneration.top_p: 0.9\nmodel_name: other\n",
                               original, False, True)
     assert any("model_name" in p for p in problems)
+
+
+def test_clone_edit_messages_about_null_and_removal_agree_with_the_validator():
+    original = {"fp16": True, "generation.top_p": 0.9, "learning_rate": 1e-3}
+    # generation.top_p takes null (the library's default): removing it points there, and null is accepted
+    _, problems = check_edits("fp16: true\nlearning_rate: 1e-3\n", original, False, True)
+    assert problems == ["generation.top_p: cannot be removed; a clone keeps every knob — change its value, "
+                        "or write null for the library's default"]
+    assert check_edits("fp16: true\ngeneration.top_p: null\nlearning_rate: 1e-3\n", original, False, True) == \
+        ({"generation.top_p": None}, [])
+    # fp16 takes no null: neither message offers null or leaving it out
+    _, problems = check_edits("generation.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, True)
+    assert problems == ["fp16: cannot be removed; a clone keeps every knob — change its value"]
+    _, problems = check_edits("fp16: null\ngeneration.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, True)
+    assert problems == ["fp16: expected true or false, got null — `fp16` takes no null; write a value "
+                        "(a clone keeps every knob, so it cannot be left out either)"]
+
+
+async def test_a_long_bad_value_is_cut_so_the_hint_stays_in_view(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("c")
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("learning_rate: 0.001", "learning_rate: " + "x" * 900)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen.problems == [f"learning_rate: expected a number, got str '{'x' * 38}… — "
+                                       "write `learning_rate` as a number"]
+        hint = f"'{'x' * 38}… — write `learning_rate` as a number"
+        assert any(hint in line for line in screen_text(app).splitlines())
+    assert source.ops_sent == []
 
 
 async def test_delete_asks_first(tmp_path):

@@ -233,6 +233,11 @@ async def settle(pilot, app, until: Callable[[], bool] | None = None, timeout: f
     await charts_drawn(pilot, app)
 
 
+def screen_text(app) -> str:
+    """The plain text of what the terminal shows now (the top screen over the ones under it)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
 async def charts_drawn(pilot, app, timeout: float = 5.0) -> None:
     """Wait until every queued chart has been redrawn (they are drawn one per frame)."""
     deadline = time.monotonic() + timeout

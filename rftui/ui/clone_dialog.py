@@ -7,13 +7,14 @@ knobs whose value changed) or None when cancelled.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import yaml
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
@@ -24,6 +25,7 @@ from rftui.engine.ops import LORA_SHAPE_KNOBS, parse_edits
 from rftui.ui.model import RunRow
 
 NOT_EDITABLE = ("model_name", "tokenizer", "formatting_func", "compute_metrics")
+SHOWN_CHARS = 40  # a longer value or key is cut in a problem, so the problem's hint stays in view
 
 
 def editable_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
@@ -59,19 +61,38 @@ def check_edits(text: str, original: dict[str, Any], warm: bool, has_lora: bool)
     # YAML keeps the last of two equal keys without a word; the user meant one of them.
     problems = [f"line {dup.line}: `{dup.path}` is given twice (also on line {dup.first}) — "
                 "keep one of them" for dup in duplicate_keys(text)]
-    problems += [f"{name}: cannot be removed; a clone keeps every knob (change its value instead)"
-                for name in original if name not in data]
+    problems += [_removed(name) for name in original if name not in data]
     typed = {str(k): _typed(str(k), v) for k, v in data.items()}
     changed = {k: v for k, v in typed.items() if k not in original or original[k] != v}
     edits, parse_problems = parse_edits(changed)
     problems += parse_problems
-    problems += [str(p) for p in validate_knobs(edits)]
+    for p in validate_knobs(edits):
+        if p.path in edits and edits[p.path] is None:
+            # The validator's "or leave it out" does not hold here: a clone keeps every knob.
+            p = replace(p, hint=f"`{p.path}` takes no null; write a value (a clone keeps every knob, "
+                                "so it cannot be left out either)")
+        problems.append(str(p))
     if not has_lora:
         problems += [f"{k}: this run is full fine-tuning; it has no LoRA knobs" for k in edits if k.startswith("lora.")]
     if warm:
         problems += [f"{k}: a warm start keeps the adapter's shape; clone without warm start (c) to change it"
                      for k in LORA_SHAPE_KNOBS if k in edits and edits[k] != original.get(k)]
-    return edits, problems
+    long = {t for k, v in list(data.items()) + list(typed.items()) for t in (str(k), repr(v))
+            if len(t) > SHOWN_CHARS}
+    return edits, [_clipped(p, long) for p in problems]
+
+
+def _removed(name: str) -> str:
+    """A knob left out: refused, and the way to reset it that the validator does accept (null, where it may)."""
+    nullable = not validate_knobs({name: None})
+    return (f"{name}: cannot be removed; a clone keeps every knob — change its value"
+            + (", or write null for the library's default" if nullable else ""))
+
+
+def _clipped(problem: str, long: set[str]) -> str:
+    for text in sorted(long, key=len, reverse=True):
+        problem = problem.replace(text, text[:SHOWN_CHARS - 1] + "…")
+    return problem
 
 
 class CloneDialog(ModalScreen[dict | None]):
@@ -82,7 +103,8 @@ class CloneDialog(ModalScreen[dict | None]):
     CloneDialog #title { text-style: bold; color: $accent; width: 1fr; }
     CloneDialog #hint { color: $foreground-muted; width: 1fr; }
     CloneDialog TextArea { height: 1fr; min-height: 4; }
-    CloneDialog #problems { color: $error; height: auto; max-height: 8; width: 1fr; }
+    CloneDialog #problems-box { height: auto; max-height: 8; }
+    CloneDialog #problems { color: $error; height: auto; width: 1fr; }
     CloneDialog #buttons { height: auto; align-horizontal: right; }
     CloneDialog Button { margin-left: 1; min-width: 10; }
     """
@@ -108,7 +130,8 @@ class CloneDialog(ModalScreen[dict | None]):
                         "ctrl+s clones, esc cancels.", id="hint")
             yield TextArea(knobs_yaml(dict(self.run.knobs)), id="knobs", soft_wrap=False,
                            show_line_numbers=True, tab_behavior="indent")
-            yield Static("", id="problems")
+            with VerticalScroll(id="problems-box"):  # many problems scroll instead of hiding the last
+                yield Static("", id="problems")
             with Horizontal(id="buttons"):
                 yield Button("Clone", variant="primary", id="submit")
                 yield Button("Cancel", id="cancel")
