@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rftui import List, Range, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig
+from rftui import List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig
 from rftui.config.expand import expand
 from rftui.config.problems import ConfigError
 from rftui.config.validate import validate_search
@@ -80,3 +80,45 @@ def test_yaml_random_search_with_too_few_configs_is_a_config_error(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         parse_experiment(text, "exp.yaml", tmp_path)
     assert "asks for 3 distinct configs, but the search space has only 2" in str(info.value)
+
+
+# --------------------------------------------------------------- plain lists
+
+def test_plain_list_inside_a_config_is_one_literal_value():
+    runs = expand(RFGridSearch(model(learning_rate=1e-3)))
+    assert [r.lora["target_modules"] for r in runs] == [["q_proj", "v_proj"]]
+    runs = expand(RFRandomSearch(model(learning_rate=Range(1e-5, 1e-3)), num_runs=2))
+    assert [r.lora["target_modules"] for r in runs] == [["q_proj", "v_proj"]] * 2
+    knob = RFModelConfig(model_name="m", peft_config=RFLoraConfig(
+        r=8, target_modules=List([["q_proj"], ["q_proj", "v_proj"]])))
+    assert [r.lora["target_modules"] for r in expand(RFGridSearch(knob))] == [["q_proj"], ["q_proj", "v_proj"]]
+
+
+def test_plain_list_of_lora_configs_is_a_choice_like_list():
+    loras = [RFLoraConfig(r=8, lora_alpha=16), RFLoraConfig(r=32, lora_alpha=64)]
+    plain = RFGridSearch(RFModelConfig(model_name="m", peft_config=loras))
+    wrapped = RFGridSearch(RFModelConfig(model_name="m", peft_config=List(loras)))
+    assert validate_search(plain) == []
+    assert [(r.label, r.lora) for r in expand(plain)] == [(r.label, r.lora) for r in expand(wrapped)] == [
+        ("r=8", {"r": 8, "lora_alpha": 16}), ("r=32", {"r": 32, "lora_alpha": 64})]
+
+
+def test_plain_list_of_model_configs_is_a_choice_like_list():
+    configs = [model(learning_rate=1e-3), model(learning_rate=1e-4)]
+    for group in (RFGridSearch(configs), configs):
+        assert validate_search(group) == []
+        assert [r.training["learning_rate"] for r in expand(group)] == [1e-3, 1e-4]
+    runs = expand(RFRandomSearch(configs, num_runs=2, seed=1))
+    assert sorted(r.training["learning_rate"] for r in runs) == [1e-4, 1e-3]
+
+
+def test_plain_list_where_a_number_belongs_suggests_list():
+    problems = validate_search(RFGridSearch(model(learning_rate=[1e-3, 1e-4], learning_rat=[1, 2])))
+    assert [str(p) for p in problems] == [
+        "configs.training_args.learning_rate: expected a number, got list [0.001, 0.0001] — "
+        "a plain list is one value; to try each, write List([0.001, 0.0001])",
+        "configs.training_args.learning_rat: unknown training argument `learning_rat` — "
+        "did you mean `learning_rate`?"]
+    problems = validate_search(RFGridSearch(RFModelConfig(model_name="m", training_args=[RFSFTConfig()])))
+    assert [str(p) for p in problems] == ["configs.training_args: expected RFSFTConfig or a dict, got list — "
+                                          "to try several, write List([RFSFTConfig(...), ...])"]

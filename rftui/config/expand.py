@@ -7,7 +7,7 @@ import random
 from typing import Any, Iterable
 
 from rftui.config.knobs import (
-    List, Range, RFGridSearch, RFModelConfig, RFRandomSearch, _ArgsConfig, children,
+    List, Range, RFGridSearch, RFModelConfig, RFRandomSearch, _ArgsConfig, as_choices, children,
 )
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import RunSpec, hook_name
@@ -133,7 +133,7 @@ def resolved_configs(group: RFGridSearch | RFRandomSearch | Any) -> list[dict[st
     if isinstance(group, RFRandomSearch):
         variants = _sample_distinct(group)
     else:
-        variants = _grid(group.configs if isinstance(group, RFGridSearch) else group)
+        variants = _grid(group.configs if isinstance(group, RFGridSearch) else as_choices(group))
     configs = []
     for variant in variants:
         if not (isinstance(variant, dict) and variant.get("__model__")):

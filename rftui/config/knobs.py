@@ -47,6 +47,13 @@ class Range:
         return rng.uniform(self.low, self.high)
 
 
+def as_choices(value: Any) -> Any:
+    """A plain list where a config is expected means a choice of configs, as in RapidFire AI
+    (`peft_config=[RFLoraConfig(...), ...]`, `RFGridSearch([config_1, config_2])`). Plain lists
+    inside a config stay literal values (`target_modules=["q_proj", "v_proj"]`)."""
+    return List(value) if isinstance(value, list) else value
+
+
 class _ArgsConfig:
     """Keyword arguments for a library config class, any of which may be a List or a Range."""
 
@@ -107,7 +114,7 @@ class RFModelConfig:
             "compute_metrics": compute_metrics,
             "generation_config": {} if generation_config is None else generation_config,
             "training_args": RFSFTConfig() if training_args is None else training_args,
-            "peft_config": peft_config,
+            "peft_config": as_choices(peft_config),
         }
 
     def __getitem__(self, key: str) -> Any:
@@ -127,7 +134,7 @@ class RFGridSearch:
     """Every combination of every List (the Cartesian product), in declaration order."""
 
     def __init__(self, configs: Any, trainer_type: str = "SFT"):
-        self.configs = configs
+        self.configs = as_choices(configs)
         self.trainer_type = trainer_type
 
 
@@ -135,7 +142,7 @@ class RFRandomSearch:
     """`num_runs` configurations sampled from Lists and Ranges, reproducibly by `seed`."""
 
     def __init__(self, configs: Any, num_runs: int, seed: int = 42, trainer_type: str = "SFT"):
-        self.configs = configs
+        self.configs = as_choices(configs)
         self.num_runs = num_runs
         self.seed = seed
         self.trainer_type = trainer_type

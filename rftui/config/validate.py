@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from rftui.config.expand import too_few_problem
 from rftui.config.knobs import (
     TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch,
-    RFSFTConfig, _ArgsConfig,
+    RFSFTConfig, _ArgsConfig, as_choices,
 )
 from rftui.config.problems import Problem
 from rftui.config.rules import check_arg, coerce, known_args, knob_section
@@ -61,10 +62,15 @@ def _check_args(section: str, args: Any, path: str, allow_range: bool) -> list[P
             return [Problem(path, f"expected {wrapper.__name__}, got {type(args).__name__}", "")]
         args = args.kwargs
     if not isinstance(args, dict):
-        return [Problem(path, f"expected {wrapper.__name__} or a dict, got {type(args).__name__}", "")]
+        hint = f"to try several, write List([{wrapper.__name__}(...), ...])" if isinstance(args, (list, tuple)) else ""
+        return [Problem(path, f"expected {wrapper.__name__} or a dict, got {type(args).__name__}", hint)]
     problems = []
     for name, value in args.items():
-        problems += check_value(section, name, value, f"{path}.{name}", allow_range)
+        found = check_value(section, name, value, f"{path}.{name}", allow_range)
+        if isinstance(value, list) and found:  # a plain list is one literal value, not a knob
+            found = [replace(p, hint=f"a plain list is one value; to try each, write List({value!r})")
+                     if p.message.startswith("expected") else p for p in found]
+        problems += found
     return problems
 
 
@@ -102,7 +108,7 @@ def validate_search(group: Any) -> list[Problem]:
                                     f"use one of: {', '.join(TRAINER_TYPES)}"))
         configs = group.configs
     else:
-        configs = group
+        configs = as_choices(group)
     if random_search:
         if not isinstance(group.num_runs, int) or isinstance(group.num_runs, bool) or group.num_runs < 1:
             problems.append(Problem("num_runs", f"must be an integer ≥ 1, got {group.num_runs!r}", "e.g. num_runs=8"))
