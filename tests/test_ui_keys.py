@@ -71,6 +71,22 @@ async def test_warm_clone_key_sets_warm_start(tmp_path):
     assert source.ops_sent == [("clone", "r1", {"edits": {"learning_rate": 0.002}, "warm_start": True})]
 
 
+async def test_warm_clone_of_a_run_without_a_checkpoint_is_refused_before_the_dialog(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.model.runs["r2"].status == "running" and not app.model.runs["r2"].checkpointed
+        await pilot.press("down")  # r2: its first quantum has not finished
+        await pilot.press("w")
+        await pilot.pause()
+        assert not isinstance(app.screen, CloneDialog)
+        assert [n.message for n in app._notifications] == [
+            "r2 has no checkpoint yet to warm-start from: wait for its first chunk, or clone without warm start (c)"]
+        await pilot.press("c")  # a cold clone needs no checkpoint
+        assert isinstance(app.screen, CloneDialog) and not app.screen.warm
+    assert source.ops_sent == []
+
+
 async def test_clone_dialog_shows_validation_errors_and_stays_open(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:

@@ -94,3 +94,10 @@ def test_model_eta_from_quantum_reports():
     assert model.seconds_per_step() == 2.0
     assert model.eta_seconds() == pytest.approx((75 + 100) * 2.0 / 2)
     assert model.runs["r1"].last["loss"] == 1.0
+
+
+def test_a_watched_run_knows_whether_it_has_a_checkpoint():
+    # the warm-clone key is refused before its dialog for a run without one (as the engine would)
+    base = {"run_id": "r1", "status": "waiting", "spec": {}}
+    assert RunRow.from_store({**base, "checkpoint_dir": None}).checkpointed is False
+    assert RunRow.from_store({**base, "checkpoint_dir": "/x/checkpoints/r1/step-8"}).checkpointed is True

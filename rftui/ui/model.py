@@ -40,6 +40,7 @@ class RunRow:
     reason: str | None = None
     worker_id: int | None = None
     last: dict[str, float] = field(default_factory=dict)
+    checkpointed: bool = False  # has state to warm-start a clone from (the engine refuses otherwise)
 
     @property
     def step(self) -> int:
@@ -52,7 +53,7 @@ class RunRow:
                    total_steps=rec.total_steps, chunks_done=rec.chunks_done, num_chunks=rec.num_chunks,
                    knobs=dict(rec.spec.knobs), spec=rec.spec.to_dict(), live_step=rec.live_step,
                    parent=rec.parent, warm_start=rec.warm_start, reason=rec.reason,
-                   worker_id=rec.worker_id, last=dict(rec.last))
+                   worker_id=rec.worker_id, last=dict(rec.last), checkpointed=rec.checkpoint_dir is not None)
 
     @classmethod
     def from_store(cls, row: dict[str, Any]) -> "RunRow":
@@ -62,7 +63,7 @@ class RunRow:
                    chunks_done=row.get("chunks_done") or 0, num_chunks=row.get("num_chunks") or 0,
                    knobs=dict(spec.get("knobs") or {}), spec=spec, parent=row.get("parent"),
                    warm_start=bool(row.get("warm_start")), reason=row.get("reason"),
-                   worker_id=row.get("worker_id"))
+                   worker_id=row.get("worker_id"), checkpointed=row.get("checkpoint_dir") is not None)
 
 
 @dataclass
