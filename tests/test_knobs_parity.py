@@ -122,3 +122,36 @@ def test_plain_list_where_a_number_belongs_suggests_list():
     problems = validate_search(RFGridSearch(RFModelConfig(model_name="m", training_args=[RFSFTConfig()])))
     assert [str(p) for p in problems] == ["configs.training_args: expected RFSFTConfig or a dict, got list — "
                                           "to try several, write List([RFSFTConfig(...), ...])"]
+
+
+# --------------------------------------------------------------- Range(start, end, dtype)
+
+def test_range_takes_rapidfire_keyword_names():
+    knob = Range(start=1e-5, end=1e-3, dtype="float", log=True)
+    assert (knob.start, knob.end, knob.low, knob.high, knob.dtype, knob.log) == (1e-5, 1e-3, 1e-5, 1e-3, float, True)
+    assert Range(1, 8, "int").dtype is int and Range(1, 8, "int").log is False  # third positional is dtype
+
+
+def test_range_dtype_is_inferred_from_the_bounds():
+    assert Range(1, 8).dtype is int
+    assert Range(1, 8.0).dtype is float and Range(1e-5, 1e-3).dtype is float
+    assert Range(1, 8, dtype="float").dtype is float and Range(0.0, 3.0, dtype=int).dtype is int
+    ints = RFRandomSearch(RFModelConfig(model_name="m", peft_config=RFLoraConfig(r=Range(4, 64))), num_runs=5)
+    assert all(type(r.lora["r"]) is int and 4 <= r.lora["r"] <= 64 for r in expand(ints))
+    floats = RFRandomSearch(model(num_train_epochs=Range(1, 3.0)), num_runs=5)
+    values = [r.training["num_train_epochs"] for r in expand(floats)]
+    assert all(type(v) is float and 1 <= v <= 3 for v in values) and any(not v.is_integer() for v in values)
+
+
+def test_int_range_of_zero_and_one_on_a_float_argument_is_refused():
+    group = RFRandomSearch(RFModelConfig(model_name="m", peft_config=RFLoraConfig(lora_dropout=Range(0, 1))),
+                           num_runs=2)
+    assert [str(p) for p in validate_search(group)] == [
+        "configs.peft_config.lora_dropout: Range(0, 1) has two int bounds, so it samples only 0 or 1, but "
+        '`lora_dropout` takes a float — write the bounds as floats (0.0, not 0), or dtype="int" if whole '
+        "numbers are meant"]
+    group.configs.fields["peft_config"] = RFLoraConfig(lora_dropout=Range(0, 0.3))
+    assert validate_search(group) == []
+    for fine in (Range(0, 1, dtype="float"), Range(0, 1, dtype="int")):
+        assert validate_search(RFRandomSearch(model(weight_decay=fine), num_runs=2)) == []
+    assert validate_search(RFRandomSearch(model(logging_steps=Range(2, 8)), num_runs=2)) == []

@@ -23,28 +23,39 @@ class List:
 
 
 class Range:
-    """A continuous (or integer) interval for random search; `log=True` samples log-uniformly."""
+    """An interval for random search, named as RapidFire AI names it: `Range(start, end, dtype=None)`.
 
-    def __init__(self, low: float, high: float, log: bool = False, dtype: type | str = float):
-        self.low, self.high, self.log = low, high, log
+    Without a dtype, two int bounds sample ints and anything else samples floats (RapidFire AI's
+    rule); `dtype` is "int"/"float" (or int/float). `log=True` samples log-uniformly.
+    """
+
+    def __init__(self, start: float, end: float, dtype: type | str | None = None, log: bool = False):
+        self.start, self.end, self.log = start, end, log
+        self.dtype_inferred = dtype is None
+        if dtype is None:
+            dtype = int if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) else float
         self.dtype = {"int": int, "float": float}.get(dtype, dtype) if isinstance(dtype, str) else dtype
 
+    # The names the rest of rftui (and YAML's {low:, high:}) use.
+    low = property(lambda self: self.start)
+    high = property(lambda self: self.end)
+
     def __repr__(self) -> str:
-        return f"Range({self.low!r}, {self.high!r}, log={self.log!r}, dtype={getattr(self.dtype, '__name__', self.dtype)})"
+        return f"Range({self.start!r}, {self.end!r}, dtype={getattr(self.dtype, '__name__', self.dtype)}, log={self.log!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Range) and (other.low, other.high, other.log, other.dtype) == (
-            self.low, self.high, self.log, self.dtype)
+        return isinstance(other, Range) and (other.start, other.end, other.log, other.dtype) == (
+            self.start, self.end, self.log, self.dtype)
 
     def sample(self, rng: random.Random) -> float | int:
         if self.dtype is int:
             if self.log:
-                value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
-                return min(int(value), int(self.high))
-            return rng.randint(int(self.low), int(self.high))
+                value = math.exp(rng.uniform(math.log(self.start), math.log(self.end + 1)))
+                return min(int(value), int(self.end))
+            return rng.randint(int(self.start), int(self.end))
         if self.log:
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        return rng.uniform(self.low, self.high)
+            return math.exp(rng.uniform(math.log(self.start), math.log(self.end)))
+        return rng.uniform(self.start, self.end)
 
 
 def as_choices(value: Any) -> Any:

@@ -32,6 +32,20 @@ def check_range(knob: Range, path: str, allow_range: bool) -> list[Problem]:
     return problems
 
 
+def _int_range_problems(section: str, name: str, knob: Range, path: str) -> list[Problem]:
+    """Range(0, 1) samples only 0 or 1 (two int bounds make an int Range, RapidFire AI's rule):
+    on a float argument that is almost surely a mistake, and a silent one."""
+    if not (knob.dtype_inferred and knob.dtype is int and known_args(section).get(name) == "float"):
+        return []
+    if not (isinstance(knob.start, int) and isinstance(knob.end, int) and 0 <= knob.end - knob.start <= 1):
+        return []
+    values = " or ".join(str(v) for v in sorted({knob.start, knob.end}))
+    return [Problem(path, f"Range({knob.start}, {knob.end}) has two int bounds, so it samples only {values}, "
+                          f"but `{name}` takes a float",
+                    f"write the bounds as floats ({float(knob.start)}, not {knob.start}), or dtype=\"int\" if whole "
+                    "numbers are meant")]
+
+
 def check_value(section: str, name: str, value: Any, path: str, allow_range: bool) -> list[Problem]:
     """Problems with an argument that may be a List of choices or a Range."""
     if isinstance(value, List):
@@ -42,7 +56,7 @@ def check_value(section: str, name: str, value: Any, path: str, allow_range: boo
             problems += check_value(section, name, choice, f"{path}[{i}]", allow_range)
         return problems
     if isinstance(value, Range):
-        problems = check_range(value, path, allow_range)
+        problems = check_range(value, path, allow_range) + _int_range_problems(section, name, value, path)
         if not problems:
             for bound in (value.low, value.high):
                 problems += [p for p in check_arg(section, name, value.dtype(bound), path) if p not in problems]
