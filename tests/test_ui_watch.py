@@ -101,3 +101,37 @@ def test_a_watched_run_knows_whether_it_has_a_checkpoint():
     base = {"run_id": "r1", "status": "waiting", "spec": {}}
     assert RunRow.from_store({**base, "checkpoint_dir": None}).checkpointed is False
     assert RunRow.from_store({**base, "checkpoint_dir": "/x/checkpoints/r1/step-8"}).checkpointed is True
+
+
+async def test_watch_shows_each_past_chunk_with_its_own_metrics(tmp_path):
+    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=8)
+    try:
+        hosted = {(e.run_id, e.chunk): dict(e.metrics) for e in drive(controller) if isinstance(e, ev.QuantumReport)}
+    finally:
+        controller.close()
+    assert hosted[("r1", 0)]["loss"] != hosted[("r1", 1)]["loss"]
+    exp, spec, store = open_experiment(str(controller.exp.root))
+    source = WatchSource(exp, spec, store, interval=0.1)
+    try:
+        reports = {(e.run_id, e.chunk): dict(e.metrics) for e in source.open().events
+                   if isinstance(e, ev.QuantumReport)}
+        assert reports == hosted  # the values the trainer's own chunk lines showed
+        app = build_app(WatchSource(exp, spec, store, interval=0.1), theme="rftui-dark", clock=FixedClock())
+        async with app.run_test(size=(120, 36)):
+            log = app.main.query_one("#log")
+            await wait_for(lambda: any("r1 chunk 2/2" in t for t in log.texts()))
+            for chunk in (0, 1):
+                loss = hosted[("r1", chunk)]["loss"]
+                assert any(f"r1 chunk {chunk + 1}/2 done: step {4 * (chunk + 1)}/8, loss {loss:.3f}" in t
+                           for t in log.texts()), log.texts()
+    finally:
+        source.close()
+        store.close()
+
+
+def test_a_past_chunk_report_does_not_hide_newer_points():
+    model = ExperimentModel("x")
+    model.apply(Batch(runs=[RunRow("r1", "run 1", "running", 4, 8, 1, 2)], points=[("r1", 6, "loss", 0.5, "train")],
+                      events=[ev.QuantumReport("r1", 0, 0, 2, 4, 8, 1.0, 1.0, 0.0, 0.0, None,
+                                               {"loss": 0.9, "eval_loss": 1.1})]))
+    assert model.runs["r1"].last == {"loss": 0.5, "eval_loss": 1.1}

@@ -294,7 +294,10 @@ class ExperimentModel:
                 self.workers[event.worker_id] = None
             if row is not None:
                 row.steps_done = max(row.steps_done, event.steps_done)
-                row.last.update({k: v for k, v in event.metrics.items() if v is not None})
+                # Points already set the latest values; a report (a past chunk's, from a watcher) only fills gaps.
+                for name, value in event.metrics.items():
+                    if value is not None:
+                        row.last.setdefault(name, value)
                 changes.runs.add(row.run_id)
             changes.status = True
         elif isinstance(event, ev.RunStatusChanged) and row is not None:

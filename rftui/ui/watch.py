@@ -8,6 +8,7 @@ shows once. Quitting a watcher never touches the experiment.
 """
 from __future__ import annotations
 
+import bisect
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 from rftui.engine import events as ev
 from rftui.errors import OpRefused, RftuiError
-from rftui.ui.model import Batch, RunRow
+from rftui.ui.model import Batch, RunRow, Series
 
 POLL_SECONDS = 0.5
 
@@ -39,6 +40,7 @@ class WatchSource:
         self._quanta_seen: dict[int, str] = {}
         self._status: dict[str, str] = {}
         self._last: dict[str, dict[str, float]] = {}
+        self._history: dict[str, dict[str, Series]] = {}  # run -> metric -> values by step (chunk reports)
         self._closed = False
         quanta = store.list_quanta()
         self.num_workers = num_workers or max([1] + [int(q["worker_id"]) + 1 for q in quanta
@@ -70,6 +72,8 @@ class WatchSource:
             points.append((p["run_id"], p["step"], p["name"], p["value"], p["kind"]))
             if p["value"] is not None:
                 self._last.setdefault(p["run_id"], {})[p["name"]] = p["value"]
+                per_run = self._history.setdefault(p["run_id"], {})
+                per_run.setdefault(p["name"], Series()).add(int(p["step"]), float(p["value"]))
         rows = [RunRow.from_store(r) for r in store.list_runs()]
         by_id = {r.run_id: r for r in rows}
         for row in rows:
@@ -115,7 +119,17 @@ class WatchSource:
             total_steps=row.total_steps if row else 0, seconds=seconds,
             train_seconds=q.get("train_seconds") or 0.0, switch_seconds=q.get("switch_seconds") or 0.0,
             eval_seconds=q.get("eval_seconds") or 0.0, preempted=preempted,
-            metrics=dict(self._last.get(q["run_id"], {})))
+            metrics=self._metrics_at(q["run_id"], end))
+
+    def _metrics_at(self, run_id: str, step: int) -> dict[str, float]:
+        """Each metric's last value at or before `step`: what the chunk ending there reported (as the
+        controller's report does), not the latest value, which belongs to a later chunk."""
+        out = {}
+        for name, series in self._history.get(run_id, {}).items():
+            i = bisect.bisect_right(series.steps, step)
+            if i and name != "chunk":  # `chunk` is the controller's progress mark, not a metric
+                out[name] = series.values[i - 1]
+        return out
 
     # ------------------------------------------------------------------ lifecycle
 
