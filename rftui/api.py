@@ -176,13 +176,55 @@ class Experiment:
             raise ConfigError(problems)
         exp, spec, store = open_experiment(str(self.exp.root))
         ensure_not_running(exp, store)
+        try:
+            create_model_fn, live_specs = _hooks_from_main(exp, spec, store, create_model_fn)
+        except ExperimentError:
+            store.close()
+            raise
         forget_cut_work(store)
-        self._drive(spec, store, None, create_model_fn, workers, device, tracking_uri, quiet)
+        self._drive(spec, store, live_specs, create_model_fn, workers, device, tracking_uri, quiet)
 
     def end(self) -> None:
         """Finish the experiment: stop anything still running (checkpointed) and release resources."""
         if self.controller is not None:
             self.controller.begin_shutdown()
+
+
+def _hooks_from_main(exp, spec, store, create_model_fn):
+    """Hooks recorded as `__main__:fn` were functions of the script that created the experiment; no worker can
+    import them by name. The script run again defines them, so they are taken from this program's __main__.
+    Returns the create_model hook to use and the run specs that get their compute_metrics back."""
+    from dataclasses import replace
+
+    from rftui.engine.runs import TERMINAL, RunRecord
+    from rftui.engine.setup import script_hooks, script_hooks_error
+
+    hooks = script_hooks(spec, store)
+    if not hooks:
+        return create_model_fn, None
+    main, found = sys.modules.get("__main__"), {}
+    for ref in hooks:
+        module, qualname = ref.split(":", 1)
+        func = main if module == "__main__" and "<" not in qualname else None
+        for part in qualname.split("."):
+            func = getattr(func, part, None)
+        if callable(func):
+            found[ref] = func
+    if create_model_fn is None:
+        create_model_fn = found.get(spec.create_model)
+    missing = {}
+    for ref, uses in hooks.items():
+        left = [use for use in uses if not (use == "create_model" and create_model_fn is not None)]
+        if left and ref not in found:
+            missing[ref] = left
+    if missing:
+        raise script_hooks_error(exp, missing, from_python=True)
+    live_specs = {}
+    for row in store.list_runs():
+        ref = (row.get("spec") or {}).get("compute_metrics")
+        if row["status"] not in TERMINAL and ref in found:
+            live_specs[row["run_id"]] = replace(RunRecord.from_store(row).spec, compute_metrics=found[ref])
+    return create_model_fn, live_specs or None
 
 
 def _integer_problems(**values: tuple[Any, int, int]) -> list[Problem]:

@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import forget_cut_work, open_experiment
+    from rftui.engine.setup import forget_cut_work, open_experiment, script_hooks, script_hooks_error
 
     from rftui.control import ensure_not_running
 
@@ -223,6 +223,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         else:
             print(note)
         return 0
+    hooks = script_hooks(spec, store)
+    if hooks:  # refused before anything changes: those runs could only fail
+        raise script_hooks_error(exp, hooks, from_python=False)
     lost = forget_cut_work(store)
     if lost:
         print(f"rftui: {lost} quantum(s) were cut short; they restart from their last checkpoint", file=sys.stderr)

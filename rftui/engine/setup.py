@@ -15,7 +15,7 @@ import yaml
 from rftui.config.experiment import ExperimentSpec, total_steps
 from rftui.config.hooks import resolve_hook
 from rftui.config.problems import ConfigError, Problem
-from rftui.config.runspec import RunSpec, hook_name
+from rftui.config.runspec import hook_name
 from rftui.engine.layout import ExperimentDir
 from rftui.engine.runs import TERMINAL
 from rftui.engine.store import Store
@@ -202,6 +202,47 @@ def forget_cut_work(store: Store) -> int:
         if row["status"] not in TERMINAL:
             store.delete_metrics_after(row["run_id"], row.get("steps_done") or 0)
     return lost
+
+
+def unloadable_hook(ref: Any) -> bool:
+    """A hook recorded by a name no other process can import: a function of the script that created the
+    experiment from Python (`__main__:fn`), a lambda or a function defined inside another function."""
+    if not isinstance(ref, str) or ":" not in ref:
+        return False
+    module, qualname = ref.split(":", 1)
+    return module in ("__main__", "?") or "<" in qualname
+
+
+def script_hooks(spec: ExperimentSpec, store: Store) -> dict[str, list[str]]:
+    """The unloadable hooks that the runs still to train would call, each with what uses it (`create_model`,
+    `compute_metrics of r1, r2`). Formatting functions are not among them: data is formatted at creation."""
+    unfinished = [row for row in store.list_runs() if row["status"] not in TERMINAL]
+    uses: dict[str, list[str]] = {}
+    if unfinished and unloadable_hook(spec.create_model):
+        uses.setdefault(spec.create_model, []).append("create_model")
+    metric_runs: dict[str, list[str]] = {}
+    for row in unfinished:
+        ref = (row.get("spec") or {}).get("compute_metrics")
+        if unloadable_hook(ref):
+            metric_runs.setdefault(ref, []).append(row["run_id"])
+    for ref, run_ids in metric_runs.items():
+        uses.setdefault(ref, []).append(f"compute_metrics of {', '.join(run_ids)}")
+    return uses
+
+
+def script_hooks_error(exp: ExperimentDir, hooks: dict[str, list[str]], from_python: bool) -> ExperimentError:
+    listed = "; ".join(f"`{ref}` ({' and '.join(uses)})" for ref, uses in hooks.items())
+    call = f'Experiment("{exp.name}", workdir="{exp.workdir}").resume(create_model_fn=...)'
+    if from_python:
+        return ExperimentError(
+            f"experiment {exp.name} needs functions of the script that created it, and this program's __main__ "
+            f"does not define them: {listed}. Call {call} from that script, after its definitions (or pass "
+            "create_model_fn=); nothing was changed")
+    return ExperimentError(
+        f"experiment {exp.name} was created from Python with functions defined in its script: {listed}; "
+        f"`rftui resume` cannot load them, so every run would fail at start. Continue it from Python instead: "
+        f"in that script, after its definitions, call {call}; or move the functions into a module and name "
+        "them as module:function. Nothing was changed")
 
 
 def open_experiment(name_or_path: str, workdir: str | Path | None = None, readonly: bool = False
