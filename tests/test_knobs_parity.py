@@ -155,3 +155,22 @@ def test_int_range_of_zero_and_one_on_a_float_argument_is_refused():
     for fine in (Range(0, 1, dtype="float"), Range(0, 1, dtype="int")):
         assert validate_search(RFRandomSearch(model(weight_decay=fine), num_runs=2)) == []
     assert validate_search(RFRandomSearch(model(logging_steps=Range(2, 8)), num_runs=2)) == []
+
+
+# --------------------------------------------------------------- RFRandomSearch's arguments
+
+def test_random_search_arguments_in_rapidfire_order():
+    config = model(learning_rate=Range(1e-5, 1e-3))
+    group = RFRandomSearch(config, "SFT", 3, 7)
+    assert (group.trainer_type, group.num_runs, group.seed) == ("SFT", 3, 7)
+    assert len(expand(group)) == 3
+    default = RFRandomSearch(configs=config)
+    assert (default.trainer_type, default.num_runs, default.seed) == ("SFT", 1, 42)
+    assert validate_search(default) == [] and len(expand(default)) == 1
+
+
+def test_num_runs_in_trainer_type_place_names_the_order():
+    problems = validate_search(RFRandomSearch(model(learning_rate=Range(1e-5, 1e-3)), 8))
+    assert [str(p) for p in problems] == [
+        "trainer_type: got 8: the second argument of RFRandomSearch is trainer_type (RapidFire AI's order) — "
+        'name it: RFRandomSearch(configs, trainer_type="SFT", num_runs=8)']

@@ -150,9 +150,12 @@ class RFGridSearch:
 
 
 class RFRandomSearch:
-    """`num_runs` configurations sampled from Lists and Ranges, reproducibly by `seed`."""
+    """`num_runs` distinct configurations sampled from Lists and Ranges, reproducibly by `seed`.
 
-    def __init__(self, configs: Any, num_runs: int, seed: int = 42, trainer_type: str = "SFT"):
+    The argument order and the default of one run are RapidFire AI's.
+    """
+
+    def __init__(self, configs: Any, trainer_type: str = "SFT", num_runs: int = 1, seed: int = 42):
         self.configs = as_choices(configs)
         self.num_runs = num_runs
         self.seed = seed

@@ -117,7 +117,11 @@ def validate_search(group: Any) -> list[Problem]:
     problems: list[Problem] = []
     random_search = isinstance(group, RFRandomSearch)
     if isinstance(group, (RFGridSearch, RFRandomSearch)):
-        if group.trainer_type not in TRAINER_TYPES:
+        if random_search and isinstance(group.trainer_type, int) and not isinstance(group.trainer_type, bool):
+            problems.append(Problem("trainer_type", f"got {group.trainer_type!r}: the second argument of "
+                                    "RFRandomSearch is trainer_type (RapidFire AI's order)",
+                                    f'name it: RFRandomSearch(configs, trainer_type="SFT", num_runs={group.trainer_type})'))
+        elif group.trainer_type not in TRAINER_TYPES:
             problems.append(Problem("trainer_type", f"unknown trainer type {group.trainer_type!r}",
                                     f"use one of: {', '.join(TRAINER_TYPES)}"))
         configs = group.configs
