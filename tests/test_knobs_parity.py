@@ -174,3 +174,12 @@ def test_num_runs_in_trainer_type_place_names_the_order():
     assert [str(p) for p in problems] == [
         "trainer_type: got 8: the second argument of RFRandomSearch is trainer_type (RapidFire AI's order) — "
         'name it: RFRandomSearch(configs, trainer_type="SFT", num_runs=8)']
+
+
+def test_trainer_type_is_case_insensitive():
+    config = model(learning_rate=Range(1e-5, 1e-3))
+    for group in (RFGridSearch(model(), trainer_type="sft"), RFRandomSearch(config, trainer_type=" Sft ")):
+        assert group.trainer_type == "SFT"
+        assert validate_search(group) == []
+    assert [str(p) for p in validate_search(RFGridSearch(model(), trainer_type="ppo"))] == [
+        "trainer_type: unknown trainer type 'PPO' — use one of: SFT"]

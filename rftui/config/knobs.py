@@ -141,12 +141,17 @@ class RFModelConfig:
 TRAINER_TYPES = ("SFT",)
 
 
+def _trainer(trainer_type: Any) -> Any:
+    """"sft" and "SFT" name the same trainer, as in RapidFire AI (anything else is left for validation)."""
+    return trainer_type.strip().upper() if isinstance(trainer_type, str) else trainer_type
+
+
 class RFGridSearch:
     """Every combination of every List (the Cartesian product), in declaration order."""
 
     def __init__(self, configs: Any, trainer_type: str = "SFT"):
         self.configs = as_choices(configs)
-        self.trainer_type = trainer_type
+        self.trainer_type = _trainer(trainer_type)
 
 
 class RFRandomSearch:
@@ -159,7 +164,7 @@ class RFRandomSearch:
         self.configs = as_choices(configs)
         self.num_runs = num_runs
         self.seed = seed
-        self.trainer_type = trainer_type
+        self.trainer_type = _trainer(trainer_type)
 
 
 def is_knob(value: Any) -> bool:
