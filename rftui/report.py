@@ -11,14 +11,23 @@ SHOWN_METRICS = ("loss", "eval_loss", "rougeL", "bleu")
 
 
 def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
-    """The `rftui show --json` document (its shape is a public contract)."""
+    """The `rftui show --json` document (its shape is a public contract).
+
+    state.db says what its owner last wrote. When the owner is gone (kill -9, a crash) a run it left `running`
+    is shown `interrupted`, with its metrics as of its checkpoint: the points past it are redone by
+    `rftui resume`, which drops them first."""
+    from rftui.control import controller_alive
+
+    alive = controller_alive(store)
+    status = store.get_meta("status") or "created"
     runs = []
     for row in store.list_runs(include_deleted=include_deleted):
-        last = store.last_metrics(row["run_id"])
+        cut = row["status"] == "running" and not alive
+        last = store.last_metrics(row["run_id"], max_step=(row.get("steps_done") or 0) if cut else None)
         runs.append({
             "id": row["run_id"],
             "label": row["label"],
-            "status": row["status"],
+            "status": "interrupted" if cut else row["status"],
             "parent": row.get("parent"),
             "warm_start": bool(row.get("warm_start")),
             "steps_done": row.get("steps_done") or 0,
@@ -27,7 +36,9 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
             "num_chunks": row.get("num_chunks") or 0,
             "metrics": {name: last.get(name) for name in SHOWN_METRICS},
         })
-    return {"experiment": exp.name, "workdir": str(exp.workdir), "runs": runs}
+    if status == "running" and not alive:
+        status = "interrupted"
+    return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs}
 
 
 def _sort_key(run: dict[str, Any]) -> tuple:
@@ -54,7 +65,10 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
                      *(_fmt(run["metrics"].get(m)) for m in SHOWN_METRICS)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    out = [f"experiment {data['experiment']} ({data['workdir']})", line(header), line(["-" * w for w in widths])]
+    title = f"experiment {data['experiment']} ({data['workdir']})"
+    if data.get("status") == "interrupted":
+        title += f" — interrupted: `rftui resume {data['experiment']} --workdir {data['workdir']}` continues"
+    out = [title, line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     for run_id, reason in (reasons or {}).items():
         out.append(f"  {run_id}: {reason}")

@@ -371,11 +371,13 @@ class Store:
             return c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?",
                              (run_id, step)).rowcount
 
-    def last_metrics(self, run_id: str) -> dict[str, float]:
+    def last_metrics(self, run_id: str, max_step: int | None = None) -> dict[str, float]:
+        """Each metric's value at its latest step (at most `max_step` when given)."""
+        limit = 2**62 if max_step is None else max_step
         rows = self._read(
             "SELECT m.name, m.value FROM metrics m"
-            " JOIN (SELECT name, MAX(step) AS step FROM metrics WHERE run_id = ? GROUP BY name) l"
-            " ON m.name = l.name AND m.step = l.step WHERE m.run_id = ?", (run_id, run_id))
+            " JOIN (SELECT name, MAX(step) AS step FROM metrics WHERE run_id = ? AND step <= ? GROUP BY name) l"
+            " ON m.name = l.name AND m.step = l.step WHERE m.run_id = ?", (run_id, limit, run_id))
         return {r[0]: r[1] for r in rows}
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int, float]]:

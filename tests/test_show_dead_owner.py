@@ -1,0 +1,66 @@
+"""`rftui show` after the experiment's process died (kill -9): state.db still says `running`; show says the
+run is interrupted and reports its metrics as of its checkpoint, which is what `rftui resume` continues from."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from engine_helpers import drive, fake_experiment
+
+from rftui.cli import main as cli_main
+from rftui.engine.fake_backend import fake_loss
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def cut_short(tmp_path):
+    """As a kill -9 leaves it: r1 `running` with its checkpoint at step 2 and points logged up to step 4."""
+    ctl = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    store = ctl.store
+    store.update_run("r1", status="running", steps_done=2, chunks_done=1, worker_id=0)
+    store.start_quantum("r1", 1, 0, 2, 4)
+    store.set_meta("status", "running")
+    return store
+
+
+def show(tmp_path, capsys, *extra):
+    assert cli_main(["show", "cut", "--workdir", str(tmp_path), *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_show_presents_a_run_of_a_dead_owner_as_interrupted_at_its_checkpoint(tmp_path, capsys, cut_short):
+    cut_short.set_meta("controller_pid", dead_pid())
+    data = json.loads(show(tmp_path, capsys, "--json"))
+    assert data["status"] == "interrupted"
+    r1, r2 = data["runs"]
+    assert (r1["id"], r1["status"], r1["steps_done"]) == ("r1", "interrupted", 2)
+    assert r1["metrics"]["loss"] == fake_loss("r1", 2)  # not step 4's, which resume redoes
+    assert r1["metrics"]["eval_loss"] is not None  # the chunk-end eval at step 2
+    assert (r2["status"], r2["metrics"]["loss"]) == ("completed", fake_loss("r2", 4))
+
+    text = show(tmp_path, capsys)
+    assert f"— interrupted: `rftui resume cut --workdir {tmp_path}` continues" in text.splitlines()[0]
+    row = next(line for line in text.splitlines() if " r1 " in line)
+    assert "interrupted" in row and "2/4" in row and f"{fake_loss('r1', 2):.4f}" in row
+    assert f"{fake_loss('r1', 4):.4f}" not in row
+
+
+def test_show_of_a_live_owner_shows_its_running_run_as_it_trains(tmp_path, capsys, cut_short):
+    cut_short.set_meta("controller_pid", os.getpid())  # this process stands in for the live owner
+    data = json.loads(show(tmp_path, capsys, "--json"))
+    assert data["status"] == "running"
+    assert (data["runs"][0]["status"], data["runs"][0]["metrics"]["loss"]) == ("running", fake_loss("r1", 4))
+    assert "interrupted" not in show(tmp_path, capsys)
+    cut_short.set_meta("controller_pid", None)
