@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from rftui.engine.messages import DropRun, Preempt, QuantumDone, StepLogged, TrainQuantum, WorkerReady
+from rftui.engine.messages import Preempt, QuantumDone, StepLogged, TrainQuantum, WorkerReady
 
 
 class FakePool:

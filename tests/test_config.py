@@ -153,6 +153,9 @@ BAD_CONFIGS = [
     ("num_chunks: two\n", "num_chunks", 4, "— write `num_chunks` as an integer, e.g. num_chunks: 4"),
     ("random:\n  num_runs: many\n  training: {learning_rate: [1.0e-3]}\n", "random.num_runs", 5,
      "— write `num_runs` as an integer, e.g. num_runs: 8"),
+    # more runs than the space holds, placed at the YAML key, with the YAML word for a grid
+    ("random:\n  num_runs: 3\n  training: {learning_rate: [1.0e-3, 2.0e-3]}\n", "random.num_runs", 5,
+     "space has only 2 — use num_runs=2 or fewer, a `grid:` section to run all 2"),
     ("random:\n  num_runs: 2\n  seed: abc\n  training: {learning_rate: [1.0e-3]}\n", "random.seed", 6,
      "— write `seed` as an integer, e.g. seed: 42"),
 ]
@@ -180,6 +183,13 @@ def test_every_problem_is_reported_in_one_pass(tmp_path):
     assert [(p.path, p.line) for p in info.value.problems] == [
         ("data.train.path", 3), ("training.learning_rate", 5), ("training.max_stepz", 6)]
     assert "missing.jsonl does not exist" in str(info.value.problems[0])
+
+
+def test_trainer_is_case_insensitive_in_yaml(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"instruction": "hi", "response": "hello"}\n')
+    spec = parse_experiment(HEADER % data + "trainer: sft\n", "ok.yaml", tmp_path)
+    assert spec.trainer_type == "SFT"
 
 
 def test_malformed_yaml_names_the_line(tmp_path):

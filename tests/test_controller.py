@@ -1,9 +1,6 @@
 """Controller on the fake backend: dispatch, chunk order, store, ops, worker death."""
 from __future__ import annotations
 
-import os
-import signal
-
 from engine_helpers import drive, fake_experiment
 
 from rftui.engine import events as ev
@@ -58,7 +55,7 @@ def test_stop_then_resume_from_the_api_entry_point(tmp_path):
                 controller.apply_op("resume", "r1", {}, "api", [])
 
     try:
-        seen = drive(ctl, on_events=on_events)
+        drive(ctl, on_events=on_events)
     finally:
         ctl.close()
     assert state == {"stopped": True, "resumed": True}

@@ -204,6 +204,8 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     if problem is not None:
         r.add(problem.path, problem.message, problem.hint)
     trainer = top.get("trainer", "SFT")
+    if isinstance(trainer, str):
+        trainer = trainer.upper()  # "sft" means SFT, as in the Python API
     if trainer not in TRAINER_TYPES:
         r.add("trainer", f"unknown trainer type {trainer!r}", f"use one of: {', '.join(TRAINER_TYPES)}")
     num_chunks = r.integer(top.get("num_chunks"), "num_chunks", 4, 1)
@@ -250,8 +252,15 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
         group = RFRandomSearch(config, num_runs=space["num_runs"], seed=space.get("seed") or seed, trainer_type=trainer)
     else:
         group = RFGridSearch(config, trainer_type=trainer)
+    try:
+        runs = tuple(expand(group))
+    except ConfigError as exc:  # the search's own problems, placed at their YAML keys
+        for problem in exc.problems:
+            hint = problem.hint.replace("RFGridSearch", "a `grid:` section")
+            r.add(f"random.{problem.path}" if is_random else problem.path, problem.message, hint)
+        raise ConfigError(r.problems) from None
     return ExperimentSpec(
-        name=name, runs=tuple(expand(group)), num_chunks=num_chunks, seed=seed, trainer_type=trainer,
+        name=name, runs=runs, num_chunks=num_chunks, seed=seed, trainer_type=trainer,
         data=DataSpec(train=train_src, eval=eval_src, formatting=formatting,
                       system_prompt=data.get("system_prompt", DEFAULT_SYSTEM_PROMPT),
                       prompt_field=data.get("prompt_field", "instruction"),
