@@ -22,6 +22,9 @@ METRIC_TITLES = {"loss": "loss, ● eval loss", "eval_loss": "eval loss", "rouge
                  "bleu": "BLEU", "learning_rate": "learning rate"}
 MIN_PANE_WIDTH = 34
 MIN_PANE_HEIGHT = 8
+CHROME_ROWS = 3  # plotext's rows around the canvas here: top frame, x axis, x labels (no title)
+Y_GAPS = (3, 4, 5, 2)  # rows between y labels, in order of preference
+MAX_Y_INTERVALS = 6
 
 
 def _xy(series: Series | None, buckets: int) -> tuple[list[int], list[float]]:
@@ -39,6 +42,41 @@ def last_step(model: ExperimentModel, run_ids: list[str], metric: str) -> int:
     return max(steps)
 
 
+def y_axis(lo: float, hi: float, rows: int) -> tuple[tuple[float, float], list[float], list[str]] | None:
+    """Y limits, ticks and labels for data in [lo, hi] on a canvas `rows` high, with a label
+    exactly every few rows from the bottom one up (plotext's own 7 ticks collide on short charts and
+    it drops labels unevenly). The data spans the labelled rows; fewer than a gap of rows stay
+    empty above it. None: no room for two labels."""
+    if rows < 2:
+        return None
+    if hi == lo:  # as plotext: a flat line sits mid-chart
+        lo, hi = (0.5 * lo, 1.5 * lo) if lo else (-1.0, 1.0)
+        lo, hi = min(lo, hi), max(lo, hi)
+    span = rows - 1
+    if span > MAX_Y_INTERVALS * max(Y_GAPS):  # a tall chart: the most labels, wider apart
+        k = next(k for k in range(MAX_Y_INTERVALS, 1, -1) if span % k < span // k)
+        gap = span // k
+    else:  # the fewest empty rows, then the preferred gap
+        options = [(span - k * g, i, k, g) for i, g in enumerate(Y_GAPS)
+                   for k in [min(MAX_Y_INTERVALS, span // g)] if k >= 2]
+        _, _, k, gap = min(options) if options else (0, 0, 1, span)
+    ticks = [lo + (hi - lo) * i / k for i in range(k + 1)]
+    top = lo + (hi - lo) * span / (k * gap)  # the tick k lands on row k * gap exactly
+    return (lo, top), ticks, tick_labels(ticks)
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """The same number of decimals on every label: the fewest that tell neighbours apart, plus one."""
+    big = max(abs(t) for t in ticks)
+    scientific = 0 < big < 1e-3 or big >= 1e6
+    for digits in range(0, 8):
+        labels = [f"{t + 0.0:.{digits}e}" if scientific else f"{t + 0.0:.{digits}f}" for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    more = min(digits + 1, 8)
+    return [f"{t + 0.0:.{more}e}" if scientific else f"{round(t, more) + 0.0:.{more}f}" for t in ticks]
+
+
 class Chart(PlotextPlot):
     """A PlotextPlot drawn line by line from cached Strips, rebuilt only after `changed()`, a
     resize or a theme switch (see rftui.ui.ansi_strips for why not `Text.from_ansi`)."""
@@ -48,7 +86,18 @@ class Chart(PlotextPlot):
         self._version = 0
         self._cache_key: tuple | None = None
         self._strips: list[Strip] = []
+        self._ylo, self._yhi = math.inf, -math.inf  # the range of the y values plotted
+        self.y_ticks: list[float] = []  # those of the last build (tests read them)
         self.rendered_at = 0.0  # perf_counter() of the last rebuild (the latency test reads it)
+
+    def clear_plot(self) -> None:
+        self.plt.clear_data()
+        self._ylo, self._yhi = math.inf, -math.inf
+
+    def _plotted(self, ys: list[float]) -> None:
+        finite = [y for y in ys if math.isfinite(y)]
+        if finite:
+            self._ylo, self._yhi = min(self._ylo, *finite), max(self._yhi, *finite)
 
     def changed(self) -> None:
         self._version += 1
@@ -63,6 +112,15 @@ class Chart(PlotextPlot):
         plot.plotsize(width, height)
         plot._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue #5)
         plot.theme(self._get_plotext_theme_name(self.app.theme))
+        axis = y_axis(self._ylo, self._yhi, height - CHROME_ROWS) if self._ylo <= self._yhi else None
+        if axis is None:
+            plot.ylim(None, None)
+            plot.yticks([], [])  # (plotext cannot go back to its own ticks: yticks(None) raises)
+            self.y_ticks = []
+        else:
+            (low, top), self.y_ticks, labels = axis
+            plot.ylim(low, top)
+            plot.yticks(self.y_ticks, labels)
         self._strips = ansi_to_strips(plot.build(), width) if width > 0 and height > 0 else []
         self._cache_key = key
         self.rendered_at = time.perf_counter()
@@ -90,12 +148,14 @@ class Chart(PlotextPlot):
         xs, ys = _xy(series, buckets)
         if xs:
             (self.plt.plot if line else self.plt.scatter)(xs, ys, marker="braille", color=color)
+            self._plotted(ys)
         if not points:
             return
         if marks is not None and marks is not series:
             px, py = _xy(marks, max(2, buckets // 4))  # a marker at most every other column
             if px:
                 self.plt.scatter(px, py, marker="●", color=color)
+                self._plotted(py)
         elif marks is not None and len(xs) <= buckets // 2:
             self.plt.scatter(xs, ys, marker="●", color=color)
 
@@ -121,7 +181,7 @@ class RunPane(Chart):
         self.run_id: str | None = None
 
     def draw(self, model: ExperimentModel, metric: str, color: Any) -> None:
-        self.plt.clear_data()
+        self.clear_plot()
         row = model.runs.get(self.run_id or "")
         self.finish_axes(last_step(model, [self.run_id or ""], metric))
         if row is None:
@@ -146,7 +206,7 @@ class OverlayChart(Chart):
 
     def draw(self, model: ExperimentModel, metric: str, colors: dict[str, Any], selected: str | None,
              page: str = "", background: Any = None) -> None:
-        self.plt.clear_data()
+        self.clear_plot()
         runs = [r.run_id for r in model.visible_runs()]
         self.finish_axes(last_step(model, runs, metric))
         for run_id in runs:
