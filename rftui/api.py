@@ -27,6 +27,7 @@ class Experiment:
         if problem is not None:  # the name is a directory name: checked before it becomes a path
             raise ConfigError([problem])
         self.name = experiment_name
+        self._base_name = experiment_name  # each run_fit takes base, base-2, base-3, ...: suffixes never stack
         self.workdir = Path(workdir or DEFAULT_WORKDIR).expanduser().resolve()
         self.exp: ExperimentDir | None = None
         self.controller = None
@@ -51,7 +52,7 @@ class Experiment:
             raise ConfigError(problems)
         runs = expand(config_group)
         trainer = config_group.trainer_type if isinstance(config_group, (RFGridSearch, RFRandomSearch)) else "SFT"
-        spec = ExperimentSpec(name=self.name, runs=tuple(runs), num_chunks=num_chunks, seed=seed,
+        spec = ExperimentSpec(name=self._base_name, runs=tuple(runs), num_chunks=num_chunks, seed=seed,
                               trainer_type=trainer, workdir=str(self.workdir), tracking_uri=tracking_uri,
                               create_model=create_model_fn)
         train_rows = rows_from_dataset(train_dataset, "train_dataset")

@@ -28,6 +28,7 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
             "id": row["run_id"],
             "label": row["label"],
             "status": "interrupted" if cut else row["status"],
+            "reason": row.get("reason") or None,  # why it is in that status: a failed run's error
             "parent": row.get("parent"),
             "warm_start": bool(row.get("warm_start")),
             "steps_done": row.get("steps_done") or 0,

@@ -27,6 +27,7 @@ from rftui.engine.scheduler import ChunkFairScheduler
 from rftui.engine.store import Store
 
 log = logging.getLogger("rftui.controller")
+FAILURE_TAG = "rftui.failure_reason"  # the MLflow tag holding a failed run's reason
 OPS_POLL_SECONDS = 0.2
 
 
@@ -110,6 +111,10 @@ class Controller:
             self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
         if rec.status == "completed":
             self.sink.set_status(rec.run_id, "FINISHED")
+        elif rec.status == "failed":  # e.g. its formatting function failed when the experiment was created
+            if rec.reason:
+                self.sink.set_tags(rec.run_id, {FAILURE_TAG: rec.reason})
+            self.sink.set_status(rec.run_id, "FAILED")
 
     def _replay_metrics(self) -> None:
         """On resume, offer MLflow every point state.db holds: points still waiting in the sink's batch when the
@@ -230,6 +235,8 @@ class Controller:
                                  "failed": "FAILED"}.get(status)
                 if mlflow_status:
                     known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
+                    if status == "failed" and reason:
+                        self.sink.set_tags(rec.run_id, {FAILURE_TAG: reason}, mlflow_run_id=known)
                     self.sink.set_status(rec.run_id, mlflow_status, mlflow_run_id=known)
 
     # ------------------------------------------------------------------ worker events

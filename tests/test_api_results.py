@@ -1,0 +1,62 @@
+"""Experiment names across several `run_fit` calls, and failure reasons wherever runs are reported:
+`rftui show --json`, `Experiment.get_runs_info()` and the MLflow run."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from mlflow import MlflowClient
+
+from engine_helpers import SAMPLES, drive, fake_experiment
+
+from rftui import Experiment, RFGridSearch, RFLoraConfig, RFModelConfig, RFSFTConfig
+from rftui.cli import main as cli_main
+from rftui.config.yaml_config import load_experiment_file
+from rftui.engine.controller import FAILURE_TAG
+
+ROWS = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(8)]
+
+
+def refuse_rows(row):
+    raise ValueError("this formatter takes no rows")
+
+
+def test_each_run_fit_takes_the_next_free_name_from_the_base_name(tmp_path):
+    group = RFGridSearch(configs=RFModelConfig(
+        model_name="rftui/tiny-llama", peft_config=RFLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]),
+        training_args=RFSFTConfig(learning_rate=1e-3, per_device_train_batch_size=4, max_steps=1)), trainer_type="SFT")
+    experiment = Experiment("again", workdir=tmp_path)
+    names = []
+    for _ in range(3):
+        experiment.run_fit(group, None, ROWS, num_chunks=1, quiet=True, device="cpu",
+                           tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+        names.append(experiment.name)
+    assert names == ["again", "again-2", "again-3"]  # not again-2-2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == names
+
+
+def test_failure_reasons_reach_show_json_get_runs_info_and_mlflow(tmp_path, capsys):
+    smoke = load_experiment_file(SAMPLES / "smoke.yaml").runs
+    runs = (smoke[0], replace(smoke[1], formatting_func=refuse_rows))
+    ctl = fake_experiment(tmp_path, "fails", num_chunks=1, max_steps=4, runs=runs, tracking=True,
+                          crash_at=[("r1", 3, "raise")])
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    trained = "RuntimeError: fake failure in run r1 at step 3"  # in the worker, mid-training
+    formatted = "ValueError: this formatter takes no rows"  # when the experiment was created
+    assert cli_main(["show", "fails", "--workdir", str(tmp_path), "--json"]) == 0
+    shown = {run["id"]: run for run in json.loads(capsys.readouterr().out)["runs"]}
+    assert shown["r1"]["status"] == "failed" and shown["r1"]["reason"] == trained
+    assert shown["r2"]["status"] == "failed" and formatted in shown["r2"]["reason"]
+
+    info = Experiment("fails", workdir=tmp_path).get_runs_info().set_index("id")
+    assert info.loc["r1", "reason"] == trained and formatted in info.loc["r2", "reason"]
+
+    client = MlflowClient(ctl.store.get_meta("tracking_uri"))
+    found = client.search_runs([client.get_experiment_by_name("fails").experiment_id])
+    tracked = {run.data.tags["rftui.run_id"]: run for run in found}
+    assert {run_id: run.info.status for run_id, run in tracked.items()} == {"r1": "FAILED", "r2": "FAILED"}
+    assert tracked["r1"].data.tags[FAILURE_TAG] == trained
+    assert tracked["r2"].data.tags[FAILURE_TAG] == shown["r2"]["reason"]
