@@ -184,6 +184,22 @@ async def test_delete_asks_first(tmp_path):
     assert source.ops_sent == [("delete", "r1", {})]
 
 
+async def test_after_a_delete_the_selection_moves_to_the_neighbour(tmp_path):
+    app, source = recorded_app(tmp_path)  # ops go to the recording's controller
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.main.query_one(RunsTable)
+        await pilot.press("down", "down")
+        assert app.main.selected == "r3"
+        await pilot.press("d", "y")
+        await settle(pilot, app, until=lambda: app.model.runs["r3"].status == "deleted")
+        assert [row.key.value for row in table.ordered_rows] == ["r1", "r2", "r4"]
+        assert app.main.selected == table.selected_run == "r4"  # the next row, not r1
+        await pilot.press("d", "y")  # r4 was the last row: the previous one is selected
+        await settle(pilot, app, until=lambda: app.model.runs["r4"].status == "deleted")
+        assert app.main.selected == table.selected_run == "r2"
+
+
 async def test_a_refused_op_shows_its_reason(tmp_path):
     def refuse(op, run_id, args):
         return ev.OpResolved(7, "tui", op, run_id, "refused", f"run {run_id} is completed; nothing to stop")

@@ -85,6 +85,14 @@ def knob_columns(runs: list[RunRow]) -> tuple[list[Column], dict[str, int]]:
     return columns, priority
 
 
+def neighbour(order: list[str], gone: str, left: set[str]) -> str | None:
+    """The row to select once `gone` left the table: the next one still shown, else the previous."""
+    i = order.index(gone) if gone in order else len(order)
+    after = [r for r in order[i + 1:] if r in left]
+    before = [r for r in order[:i] if r in left]
+    return after[0] if after else (before[-1] if before else None)
+
+
 class RunsTable(DataTable, inherit_bindings=False):
     """A DataTable kept in step with an ExperimentModel (call `sync`). Enter is left to the
     screen (run details), so it shows in the footer and follows the user's keymap."""
@@ -122,6 +130,7 @@ class RunsTable(DataTable, inherit_bindings=False):
 
     def sync(self, model: ExperimentModel, changed: set[str], columns_changed: bool, force: bool = False) -> None:
         runs = model.visible_runs()
+        shown_before, selected = [row.key.value for row in self.ordered_rows], self.selected_run
         if columns_changed or not self.all_columns:
             knobs, priority = knob_columns(list(model.runs.values()))
             self.all_columns = FIXED_BEFORE + knobs + FIXED_AFTER
@@ -136,6 +145,8 @@ class RunsTable(DataTable, inherit_bindings=False):
                 if row.run_id in changed:
                     self._update_row(row)
         self._resort(model)
+        if selected is not None and selected not in self._run_ids:
+            self.select_run(neighbour(shown_before, selected, self._run_ids))
 
     def _assign_colors(self, model: ExperimentModel) -> None:
         dark = self.app.current_theme.dark if self.is_attached else True
