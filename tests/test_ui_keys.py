@@ -13,6 +13,7 @@ from rftui.ui.details import DetailsScreen
 from rftui.ui.help import HelpScreen
 from rftui.ui.quit_dialog import QuitDialog
 from rftui.ui.runs_table import RunsTable
+from rftui.ui.status_bar import StatusBar
 
 SIZE = (120, 36)
 pytestmark = pytest.mark.anyio
@@ -198,6 +199,20 @@ async def test_after_a_delete_the_selection_moves_to_the_neighbour(tmp_path):
         await pilot.press("d", "y")  # r4 was the last row: the previous one is selected
         await settle(pilot, app, until=lambda: app.model.runs["r4"].status == "deleted")
         assert app.main.selected == table.selected_run == "r2"
+
+
+async def test_the_status_bar_says_running_while_a_clone_of_a_finished_experiment_trains(tmp_path):
+    source = record(tmp_path, quanta=40, runs=2, max_steps=8)  # both runs complete: the experiment finishes
+    app = build_app(source, theme="rftui-dark", clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        bar = app.main.query_one(StatusBar)
+        assert bar._shown.plain.startswith("chatqa-lite finished │")
+        app.main.query_one(RunsTable).select_run("r1")
+        await pilot.press("c", "ctrl+s")  # an unchanged clone of r1
+        await settle(pilot, app, until=lambda: app.model.runs.get("r3") is not None
+                     and app.model.runs["r3"].status == "running")
+        assert bar._shown.plain.startswith("chatqa-lite running │ w0 r3 0/8 │")
 
 
 async def test_a_refused_op_shows_its_reason(tmp_path):

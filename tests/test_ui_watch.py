@@ -135,3 +135,16 @@ def test_a_past_chunk_report_does_not_hide_newer_points():
                       events=[ev.QuantumReport("r1", 0, 0, 2, 4, 8, 1.0, 1.0, 0.0, 0.0, None,
                                                {"loss": 0.9, "eval_loss": 1.1})]))
     assert model.runs["r1"].last == {"loss": 0.5, "eval_loss": 1.1}
+
+
+def test_the_state_follows_runs_that_train_again_after_the_finish():
+    model = ExperimentModel("x")
+    model.apply(Batch(runs=[RunRow("r1", "run 1", "stopped", 4, 8, 1, 2)], status="running",
+                      events=[ev.ExperimentFinished("x", {"stopped": 1})]))
+    assert model.state() == "finished" and model.finished
+    model.apply(Batch(events=[ev.RunStatusChanged("r1", "waiting", "")]))  # resumed after the finish
+    assert model.state() == "running" and not model.finished
+    watched = ExperimentModel("x")  # a watched store says `interrupted` while a clone of a finished experiment trains
+    watched.apply(Batch(runs=[RunRow("r1", "run 1", "completed", 8, 8, 2, 2), RunRow("r2", "run 2", "running", 0, 8, 0, 2)],
+                        status="interrupted"))
+    assert watched.state() == "running"

@@ -304,6 +304,8 @@ class ExperimentModel:
             if row.status != event.status:
                 changes.statuses.add(row.run_id)
             row.status = event.status
+            if event.status in ACTIVE:
+                self._reopen()  # a run resumed after the experiment had finished
             if event.reason is not None:
                 row.reason = event.reason or None
             changes.runs.add(row.run_id)
@@ -313,12 +315,26 @@ class ExperimentModel:
             self.status = "finished"
             changes.status = True
         elif isinstance(event, ev.RunAdded):
-            self.finished = False
+            self._reopen()
         line = describe(event, self.runs)
         if line is not None:
             changes.log.append(line)
 
+    def _reopen(self) -> None:
+        """A clone or a resume after the finish: the experiment is training again."""
+        self.finished = False
+        if self.status == "finished":
+            self.status = "running"
+
     # ------------------------------------------------------------------ queries
+
+    def state(self) -> str:
+        """The experiment's state for the status bar: running while any run trains, whatever the
+        last experiment-wide status said (a watched store says `interrupted` while a clone of a
+        finished experiment trains)."""
+        if self.status != "stopping" and any(r.status == "running" for r in self.runs.values()):
+            return "running"
+        return "finished" if self.finished else self.status
 
     def visible_runs(self) -> list[RunRow]:
         return [r for r in self.runs.values() if r.status != "deleted"]

@@ -43,9 +43,7 @@ class StatusBar(Static):
     def show(self, model: ExperimentModel, elapsed: float, hosted: bool, stopping: bool, note: str = "") -> None:
         variables = self.app.theme_variables
         muted = theme_color("foreground-muted", variables)
-        state = "stopping: checkpointing at the next optimizer step" if stopping else model.status
-        if model.finished and not stopping:
-            state = "finished"
+        state = "stopping: checkpointing at the next optimizer step" if stopping else model.state()
         state_style = theme_color({"finished": "success", "running": "primary"}.get(state, "warning"), variables)
         parts: list[tuple[int, Text]] = [
             (0, Text.assemble((model.name, "bold"), " ", (state, state_style))),
