@@ -266,6 +266,23 @@ async def test_view_keys_metric_theme_sort_help_details(tmp_path):
     assert source.ops_sent == []
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_the_footer_shows_every_main_key_sort_and_theme_too(tmp_path, size):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        await pilot.pause()
+        rows = 2 if size[0] < 88 else 1  # too narrow for one row: two rows, nothing cut
+        footer = " ".join(line.strip() for line in screen_text(app).splitlines()[-rows:])
+        keys = ("s Stop", "r Resume", "c Clone", "w Warm", "d Delete", "⏎ Details", "m Metric",
+                "o Sort", "t Theme", "? Help", "q Quit")
+        assert [k for k in keys if k not in footer] == [], footer
+        await pilot.press("o")  # the keys it shows do what they say
+        assert app.main.query_one(RunsTable).sort_key == "status"
+        await pilot.press("t")
+        assert app.theme != "rftui-dark"
+
+
 async def test_user_keymap_overrides_by_binding_id(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied, keymap={"stop": "x"})
     async with app.run_test(size=SIZE) as pilot:

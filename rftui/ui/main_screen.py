@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from rftui.engine import events as ev
 from rftui.ui.charts import ChartGrid, OverlayChart
@@ -24,6 +24,7 @@ from rftui.ui.clone_dialog import CloneDialog
 from rftui.ui.confirm import ConfirmDialog
 from rftui.ui.details import DetailsScreen
 from rftui.ui.event_log import EventLog
+from rftui.ui.footer import KeysFooter
 from rftui.ui.model import METRICS, Batch, Changes, ExperimentModel, LogLine
 from rftui.ui.pacing import RedrawPacer
 from rftui.ui.runs_table import RunsTable
@@ -60,9 +61,9 @@ class MainScreen(Screen[None]):
                 tooltip="Run details: full config, recent metrics, worker log tail"),
         Binding("m", "cycle_metric", "Metric", id="metric",
                 tooltip="Chart metric: loss, eval loss, ROUGE-L, BLEU, learning rate"),
-        Binding("o", "cycle_sort", "Sort", id="sort", show=False,
+        Binding("o", "cycle_sort", "Sort", id="sort",
                 tooltip="Sort the table by the next column (or click a header; again to reverse)"),
-        Binding("t", "app.cycle_theme", "Theme", id="theme", show=False, tooltip="Next theme"),
+        Binding("t", "app.cycle_theme", "Theme", id="theme", tooltip="Next theme"),
         Binding("question_mark", "app.help", "Help", id="help", tooltip="This help"),
         Binding("q", "app.request_quit", "Quit", id="quit",
                 tooltip="Quit: stop and checkpoint (resume later); a watcher just stops watching"),
@@ -97,7 +98,7 @@ class MainScreen(Screen[None]):
             yield OverlayChart(id="overlay")
         yield EventLog(self.app.elapsed, id="log")
         yield StatusBar(id="status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeysFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.pacer = RedrawPacer(self.app.redraw_hz, self.app.cpu_budget)
