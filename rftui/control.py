@@ -6,12 +6,12 @@ controller, so it takes effect when the experiment is resumed.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from rftui.engine.controller import Controller
 from rftui.engine.layout import ExperimentDir
+from rftui.engine.liveness import is_alive
 from rftui.engine.store import Store
 from rftui.errors import ExperimentError, OpRefused
 
@@ -22,15 +22,10 @@ def controller_alive(store: Store) -> bool:
     """A controller process owns the experiment: it records its pid at start and clears it at close.
     (A finished experiment whose UI is still open has a live controller that still serves ops.)"""
     pid = store.get_meta("controller_pid")
-    if not pid:
-        return False
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
+        return bool(pid) and is_alive(int(pid), store.get_meta("controller_started"))
+    except ValueError:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def ensure_not_running(exp: ExperimentDir, store: Store) -> None:

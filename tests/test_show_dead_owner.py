@@ -12,6 +12,7 @@ from engine_helpers import drive, fake_experiment
 
 from rftui.cli import main as cli_main
 from rftui.engine.fake_backend import fake_loss
+from rftui.engine.liveness import start_time
 
 
 def dead_pid() -> int:
@@ -63,4 +64,16 @@ def test_show_of_a_live_owner_shows_its_running_run_as_it_trains(tmp_path, capsy
     assert data["status"] == "running"
     assert (data["runs"][0]["status"], data["runs"][0]["metrics"]["loss"]) == ("running", fake_loss("r1", 4))
     assert "interrupted" not in show(tmp_path, capsys)
+    cut_short.set_meta("controller_pid", None)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process start times come from /proc")
+def test_a_reused_pid_does_not_make_a_dead_owner_look_alive(tmp_path, capsys, cut_short):
+    # After a kill -9 the owner's pid may be handed to another process (here: this one, which started
+    # at another time than the one recorded): show and resume must still see the owner as gone.
+    cut_short.set_meta("controller_pid", os.getpid())
+    cut_short.set_meta("controller_started", "1")
+    assert json.loads(show(tmp_path, capsys, "--json"))["status"] == "interrupted"
+    cut_short.set_meta("controller_started", start_time(os.getpid()))
+    assert json.loads(show(tmp_path, capsys, "--json"))["status"] == "running"
     cut_short.set_meta("controller_pid", None)

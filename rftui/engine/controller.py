@@ -18,6 +18,7 @@ from typing import Any
 from rftui.config.experiment import ExperimentSpec
 from rftui.engine import events as ev
 from rftui.engine.layout import ExperimentDir
+from rftui.engine.liveness import start_time
 from rftui.engine.messages import (
     DropRun, EvalDone, Preempt, QuantumDone, RunFailed, StepLogged, TrainQuantum, WorkerReady, WorkerWarning,
 )
@@ -77,6 +78,7 @@ class Controller:
         first run creation (its own imports, a new database) can overlap with that."""
         self.store.set_meta("status", "running")
         self.store.set_meta("controller_pid", os.getpid())
+        self.store.set_meta("controller_started", start_time(os.getpid()))
         if self.pool is not None:
             self.pool.start()
         out: list[Any] = []
@@ -147,6 +149,7 @@ class Controller:
         status = "finished" if self.scheduler.is_finished() else "interrupted"
         self.store.set_meta("status", status)
         self.store.set_meta("controller_pid", None)
+        self.store.set_meta("controller_started", None)
         if self.pool is not None:
             for worker_id, event in self.pool.shutdown():
                 self._on_worker_event(worker_id, event)
