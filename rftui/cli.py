@@ -7,7 +7,7 @@ import stat
 import sys
 from pathlib import Path
 
-from rftui.errors import RftuiError
+from rftui.errors import ExperimentError, RftuiError
 
 EXIT_USER_ERROR = 2
 EXIT_RUNS_FAILED = 1
@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import forget_cut_work, open_experiment, script_hooks, script_hooks_error
+    from rftui.engine.setup import forget_cut_work, open_experiment, script_hooks, script_hooks_error, unfound_hooks
 
     from rftui.control import ensure_not_running
 
@@ -226,6 +226,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     hooks = script_hooks(spec, store)
     if hooks:  # refused before anything changes: those runs could only fail
         raise script_hooks_error(exp, hooks, from_python=False)
+    unfound = unfound_hooks(spec, store)
+    if unfound:
+        raise ExperimentError(
+            f"experiment {exp.name} needs hooks that cannot be found from here: {'; '.join(unfound)}. Run "
+            "`rftui resume` in the environment it was created in (the same virtualenv, and PYTHONPATH if the "
+            "module was found through it); nothing was changed")
     lost = forget_cut_work(store)
     if lost:
         print(f"rftui: {lost} quantum(s) were cut short; they restart from their last checkpoint", file=sys.stderr)

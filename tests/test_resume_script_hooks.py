@@ -90,3 +90,19 @@ def test_api_resume_takes_script_hooks_from_main_or_refuses(tmp_path, monkeypatc
                                                  tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert query(exp.state_db, "select status, reason from runs") == [("completed", None)]
     assert query(exp.state_db, "select value from metrics where name='pred_count'") == [(4.0,)]  # its 4 eval rows
+
+
+def test_rftui_resume_refuses_hooks_whose_module_cannot_be_found_from_here(tmp_path):
+    # created where `my_hooks` was importable (another directory, PYTHONPATH, a virtualenv); resumed without it
+    exp, _, store = script_experiment(tmp_path, "elsewhere", formatting_only=True)
+    spec_row = store.get_meta("config")
+    store.set_meta("config", {**spec_row, "create_model": "my_hooks_not_here:create"})
+    store.close()
+    before = dump(exp.state_db)
+    result = cli("resume", "elsewhere", "--workdir", tmp_path, "--no-ui", "--no-tracking", "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("needs hooks that cannot be found from here: `my_hooks_not_here:create` (create_model): module "
+            "`my_hooks_not_here` cannot be found") in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert dump(exp.state_db) == before

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from rftui.config.experiment import ExperimentSpec, total_steps
-from rftui.config.hooks import resolve_hook
+from rftui.config.hooks import check_hook_ref, resolve_hook
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import hook_name
 from rftui.engine.layout import ExperimentDir
@@ -213,21 +213,38 @@ def unloadable_hook(ref: Any) -> bool:
     return module in ("__main__", "?") or "<" in qualname
 
 
-def script_hooks(spec: ExperimentSpec, store: Store) -> dict[str, list[str]]:
-    """The unloadable hooks that the runs still to train would call, each with what uses it (`create_model`,
+def _needed_hooks(spec: ExperimentSpec, store: Store) -> dict[str, list[str]]:
+    """The hook references that the runs still to train would call, each with what uses it (`create_model`,
     `compute_metrics of r1, r2`). Formatting functions are not among them: data is formatted at creation."""
     unfinished = [row for row in store.list_runs() if row["status"] not in TERMINAL]
     uses: dict[str, list[str]] = {}
-    if unfinished and unloadable_hook(spec.create_model):
+    if unfinished and isinstance(spec.create_model, str):
         uses.setdefault(spec.create_model, []).append("create_model")
     metric_runs: dict[str, list[str]] = {}
     for row in unfinished:
         ref = (row.get("spec") or {}).get("compute_metrics")
-        if unloadable_hook(ref):
+        if isinstance(ref, str):
             metric_runs.setdefault(ref, []).append(row["run_id"])
     for ref, run_ids in metric_runs.items():
         uses.setdefault(ref, []).append(f"compute_metrics of {', '.join(run_ids)}")
     return uses
+
+
+def script_hooks(spec: ExperimentSpec, store: Store) -> dict[str, list[str]]:
+    """The needed hooks that no other process can import (functions of the creating script)."""
+    return {ref: uses for ref, uses in _needed_hooks(spec, store).items() if unloadable_hook(ref)}
+
+
+def unfound_hooks(spec: ExperimentSpec, store: Store) -> list[str]:
+    """Needed hooks named as module:function whose module or file cannot be found from here (checked
+    without importing): resuming from another directory or environment would fail every run at start."""
+    base = Path(spec.data.base_dir)
+    found = []
+    for ref, uses in _needed_hooks(spec, store).items():
+        problem = None if unloadable_hook(ref) else check_hook_ref(ref, base)
+        if problem:
+            found.append(f"`{ref}` ({' and '.join(uses)}): {problem}")
+    return found
 
 
 def script_hooks_error(exp: ExperimentDir, hooks: dict[str, list[str]], from_python: bool) -> ExperimentError:
