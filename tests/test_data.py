@@ -103,8 +103,10 @@ def test_format_rows_function_error_and_bad_shapes():
 
     with pytest.raises(DataError, match=r"train data row 0: .*explode raised ValueError: boom"):
         format_rows(ROWS[:2], explode)
-    with pytest.raises(DataError, match=r"row 0: .*keys \['messages'\]"):
+    with pytest.raises(DataError, match=r'row 0: .*"messages" that is not a non-empty list'):
         format_rows(ROWS[:1], lambda r: {"messages": []})
+    with pytest.raises(DataError, match=r"row 0: .*keys \['answer', 'question'\]"):
+        format_rows(ROWS[:1], lambda r: {"question": "q", "answer": "a"})
     with pytest.raises(DataError, match=r"row 0: .*not a dict"):
         format_rows(ROWS[:1], lambda r: "plain string")
     with pytest.raises(DataError, match=r'row 0: .*"content" is int'):

@@ -69,8 +69,8 @@ CASES = {
     "rows-missing-fields": (lambda t, w: (config(t, data=rows_file(t, [SMOKE_ROW] * 3 + [{"instruction": "hi"}]
                                                                    + [SMOKE_ROW] * 12)),
                                           run(t, "--workdir", w))[1],
-                            r"train data \(data file .*rows\.jsonl\) row 3: formatting function .* needs field "
-                            r"'response', which the row does not have"),
+                            r"train data \(data file .*rows\.jsonl\) row 3: has no field 'response' \(it has "
+                            r"'instruction'\); every row needs 'instruction' and 'response'"),
     "empty-dataset": (lambda t, w: (config(t, data=rows_file(t, [])), run(t, "--workdir", w))[1],
                       r"rows\.jsonl is empty"),
     "num-chunks-over-batches": (lambda t, w: (config(t, **{"num_chunks: 2": "num_chunks: 5"}),

@@ -54,7 +54,7 @@ def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
 def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None
                   ) -> tuple[dict[str, tuple[list[dict], list[dict] | None]], dict[str, RftuiError]]:
     """Formatted (prompt/completion) rows per distinct formatting hook of the runs, and the hooks that failed."""
-    from rftui.data.formatting import format_rows
+    from rftui.data.formatting import TrlColumns, format_rows
 
     base_dir = Path(spec.data.base_dir) if spec.data else Path(".")
     out: dict[str, tuple[list[dict], list[dict] | None]] = {}
@@ -63,8 +63,9 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
         key = hook_name(run.formatting_func) or "default"
         if key in out or key in failed:
             continue
-        if run.formatting_func is None and train_rows and _already_formatted(train_rows[0]):
-            func = lambda row: {k: row[k] for k in ("prompt", "completion", "text") if k in row}
+        shape = _trl_shape(spec, train_rows[0]) if run.formatting_func is None and train_rows else None
+        if shape is not None:  # rows already in a shape TRL trains on: kept as they are
+            func = TrlColumns(shape)
         else:
             func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
         try:
@@ -88,9 +89,13 @@ def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str
     return f"{split} data ({source_label(source, base)})", source_positions(source, len(rows))
 
 
-def _already_formatted(row: dict) -> bool:
-    return ("prompt" in row and "completion" in row and isinstance(row["prompt"], list)) or (
-        set(row) == {"text"})
+def _trl_shape(spec: ExperimentSpec, row: dict) -> frozenset[str] | None:
+    """The TRL columns (prompt/completion, messages, text) of rows that need no formatting; None for rows that
+    have the default formatter's prompt field (instruction/response rows and the like)."""
+    from rftui.data.formatting import trl_shape
+
+    prompt_field = spec.data.prompt_field if spec.data else "instruction"
+    return None if prompt_field in row else trl_shape(row)
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:

@@ -1,0 +1,74 @@
+"""Data in the shapes users bring (TRL's formats, odd values), and the messages bad rows get."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from engine_helpers import SAMPLES
+from rftui.config.yaml_config import load_experiment_file
+from rftui.data.formatting import ChatFormatter, format_rows
+from rftui.engine.setup import format_splits
+from rftui.errors import DataError
+
+USER = {"role": "user", "content": "where is my order"}
+ASSISTANT = {"role": "assistant", "content": "on its way"}
+
+
+def smoke_spec(tmp_path, **data):
+    spec = load_experiment_file(SAMPLES / "smoke.yaml")
+    return replace(spec, workdir=str(tmp_path), data=replace(spec.data, **data) if data else spec.data)
+
+
+# --------------------------------------------------------------------------- TRL's own dataset formats
+
+
+@pytest.mark.parametrize("row,kept", [
+    ({"prompt": "where is my order", "completion": "on its way", "id": 7},
+     {"prompt": "where is my order", "completion": "on its way"}),
+    ({"messages": [USER, ASSISTANT], "source": "web"}, {"messages": [USER, ASSISTANT]}),
+    ({"prompt": [USER], "completion": [ASSISTANT]}, {"prompt": [USER], "completion": [ASSISTANT]}),
+    ({"text": "where is my order? on its way", "id": 1}, {"text": "where is my order? on its way"}),
+])
+def test_rows_in_a_trl_format_need_no_formatting_function(tmp_path, row, kept):
+    formatted, failed = format_splits(smoke_spec(tmp_path), [row] * 3, [row])
+    assert failed == {}
+    assert formatted == {"default": ([kept] * 3, [kept])}
+
+
+def test_trl_rows_missing_a_column_name_the_row():
+    spec_rows = [{"prompt": "a", "completion": "b"}, {"prompt": "c"}]
+    formatted, failed = format_splits(smoke_spec(SAMPLES), spec_rows, None)
+    assert formatted == {}
+    message = str(failed["default"])
+    assert "row 1" in message and "has no 'completion' field (it has 'prompt')" in message
+
+
+def test_format_rows_checks_plain_and_conversational_shapes():
+    plain = format_rows([{}], lambda r: {"prompt": "q", "completion": "a"})
+    assert plain == [{"prompt": "q", "completion": "a"}]
+    with pytest.raises(DataError, match=r'row 0: .*"completion" as a list while "prompt" is a string'):
+        format_rows([{}], lambda r: {"prompt": "q", "completion": [ASSISTANT]})
+    with pytest.raises(DataError, match=r"row 0: .*last message is not the assistant's"):
+        format_rows([{}], lambda r: {"messages": [ASSISTANT, USER]})
+    mixed = iter([{"prompt": "q", "completion": "a"}, {"prompt": [USER], "completion": [ASSISTANT]}])
+    with pytest.raises(DataError, match=r"row 1: .*returned a prompt/completion pair of messages but the "
+                                        r"first row was a prompt/completion pair of texts"):
+        format_rows([{}, {}], lambda r: next(mixed))
+
+
+# --------------------------------------------------------------------------- the default formatter's messages
+
+
+@pytest.mark.parametrize("row,message", [
+    ({"instruction": "hi", "response": None},
+     "row 0: field 'response' is empty (null), not text; every row needs text in 'instruction' and 'response'"),
+    ({"instruction": 42, "response": "x"}, "row 0: field 'instruction' is a number (42), not text"),
+    ({}, "row 0: has no field 'instruction' (it has no fields); every row needs 'instruction' and 'response' "
+         "(for other column names set data.prompt_field / data.completion_field"),
+])
+def test_default_formatter_says_what_is_wrong_with_the_row(row, message):
+    with pytest.raises(DataError) as err:
+        format_rows([row], ChatFormatter(), "train data")
+    assert str(err.value).startswith("train data " + message), str(err.value)
+    assert "ChatFormatter" not in str(err.value)  # the user wrote no function: none is blamed
