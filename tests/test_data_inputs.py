@@ -72,3 +72,30 @@ def test_default_formatter_says_what_is_wrong_with_the_row(row, message):
         format_rows([row], ChatFormatter(), "train data")
     assert str(err.value).startswith("train data " + message), str(err.value)
     assert "ChatFormatter" not in str(err.value)  # the user wrote no function: none is blamed
+
+
+# --------------------------------------------------------------------------- where a bad row is
+
+
+def test_a_bad_jsonl_row_is_named_by_its_line_too(tmp_path):
+    from rftui.engine.setup import create_experiment
+
+    good = '{"instruction": "hi", "response": "hello"}\n'
+    data = tmp_path / "rows.jsonl"
+    data.write_text(good * 3 + "\n\n" + '{"instruction": "hi", "response": null}\n' + good * 12)
+    spec = smoke_spec(tmp_path, train={"path": str(data)}, eval=None)
+    with pytest.raises(DataError) as err:
+        create_experiment(spec, [{"instruction": "hi", "response": "hello"}] * 3
+                          + [{"instruction": "hi", "response": None}] + [{"instruction": "hi", "response": "hello"}] * 12,
+                          None)
+    assert f"train data (data file {data}) row 3 (line 6): field 'response' is empty (null)" in str(err.value)
+    assert list(tmp_path.iterdir()) == [data]  # nothing created
+
+
+def test_a_non_utf8_line_is_named(tmp_path):
+    from rftui.data.sources import load_rows
+
+    data = tmp_path / "rows.jsonl"
+    data.write_bytes(b'{"instruction": "a", "response": "b"}\n' * 4 + b'{"instruction": "caf\xe9", "response": "b"}\n')
+    with pytest.raises(DataError, match=r"rows\.jsonl, line 5: not valid UTF-8 text \(invalid continuation byte"):
+        load_rows({"path": str(data)})

@@ -77,6 +77,27 @@ def source_positions(source: Mapping[str, Any] | str | os.PathLike, n: int) -> l
     return [start + i for i in order]
 
 
+def row_locator(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None):
+    """A function naming row `position` of the source (0-based, as `source_positions` gives) for messages:
+    "row 3 (line 4)" in a JSONL file, whose editors show line numbers, else "row 3"."""
+    spec = _normalize(source)
+    path = _resolve_path(spec["path"], base_dir) if "path" in spec else None
+    if path is None or path.suffix.lower() not in JSONL_SUFFIXES:
+        return lambda position: f"row {position}"
+    lines: list[int] = []
+
+    def locate(position: int) -> str:
+        if not lines:  # read only when a message needs it
+            try:
+                with open(path, "rb") as fh:
+                    lines.extend(n for n, line in enumerate(fh, start=1) if line.strip())
+            except OSError:
+                pass
+        return f"row {position} (line {lines[position]})" if position < len(lines) else f"row {position}"
+
+    return locate
+
+
 def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None
                ) -> int | None:
     """How many rows `load_rows(source, base_dir)` would return, computed cheaply.
@@ -262,8 +283,11 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
     except DataError:
         raise
     except UnicodeDecodeError as exc:
-        raise DataError(f"data file {path} is not valid UTF-8 text ({exc.reason} at byte "
-                        f"{exc.start}). Save it as UTF-8.") from exc
+        whole = suffix in JSONL_SUFFIXES or suffix == ".json"  # read whole: the byte offset is the file's
+        line = exc.object[:exc.start].count(b"\n") + 1 if whole and isinstance(exc.object, bytes) else None
+        where = f", line {line}" if line else ""
+        raise DataError(f"data file {path}{where}: not valid UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}). Save the file as UTF-8.") from exc
     except OSError as exc:
         raise DataError(f"data file {path} cannot be read: {exc.strerror or exc}.") from exc
 

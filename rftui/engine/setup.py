@@ -78,15 +78,16 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
     return out, failed
 
 
-def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str, list[int] | None]:
-    """How messages name the split's rows: by their row in the config's data source, before shuffling."""
-    from rftui.data.sources import source_label, source_positions
+def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str, list[int] | None, Any]:
+    """How messages name the split's rows: by their row (and line) in the config's data source, before shuffling."""
+    from rftui.data.sources import row_locator, source_label, source_positions
 
     source = getattr(spec.data, split, None) if spec.data else None
     if source is None:
-        return f"{split} data", None
+        return f"{split} data", None, None
     base = Path(spec.data.base_dir)
-    return f"{split} data ({source_label(source, base)})", source_positions(source, len(rows))
+    return (f"{split} data ({source_label(source, base)})", source_positions(source, len(rows)),
+            row_locator(source, base))
 
 
 def _trl_shape(spec: ExperimentSpec, row: dict) -> frozenset[str] | None:
