@@ -130,11 +130,14 @@ class Experiment:
 
     # ------------------------------------------------------------------ interactive control
 
-    def _op(self, op: str, run: str, args: dict | None = None) -> str | None:
+    def _op(self, op: str, run: str | int, args: dict | None = None) -> str | None:
         from rftui.control import submit
         from rftui.engine.setup import open_experiment
         from rftui.errors import OpRefused
 
+        if isinstance(run, bool) or not isinstance(run, (str, int)):
+            raise OpRefused(f"{op}: a run is named by its id ('r3') or number (3), got {run!r}")
+        run = str(run)  # state.db and the op log hold run ids as text
         controller = self.controller
         if controller is not None:  # run_fit is training in another thread
             resolved = controller.request(op, run, args, source="api").result(timeout=30)
@@ -149,19 +152,31 @@ class Experiment:
         finally:
             store.close()
 
-    def stop_run(self, run: str) -> None:
+    def stop_run(self, run: str | int) -> None:
         """Stop a run at its next optimizer step (checkpointed, resumable)."""
         self._op("stop", run)
 
-    def resume_run(self, run: str) -> None:
+    def resume_run(self, run: str | int) -> None:
         self._op("resume", run)
 
-    def delete_run(self, run: str) -> None:
+    def delete_run(self, run: str | int) -> None:
         self._op("delete", run)
 
-    def clone_run(self, run: str, edits: dict | None = None, warm_start: bool = False) -> str:
-        """A new run from `run`'s config plus `edits` ({"learning_rate": 5e-4, "lora.r": 16}); returns its id."""
-        return self._op("clone", run, {"edits": dict(edits or {}), "warm_start": warm_start})
+    def clone_run(self, run: str | int, edits: dict | list | None = None, warm_start: bool = False) -> str:
+        """A new run from `run`'s config plus `edits` ({"learning_rate": 5e-4, "lora.r": 16}, or
+        ["learning_rate=5e-4"] as on the command line); returns its id."""
+        from rftui.errors import OpRefused
+
+        if isinstance(edits, (list, tuple)) and all(isinstance(item, str) for item in edits):
+            edits = list(edits)
+        elif edits is None or isinstance(edits, dict):
+            edits = dict(edits or {})
+        else:
+            raise OpRefused(f"clone {run}: edits must be a dict of knob -> value, e.g. {{'learning_rate': 5e-4}}, "
+                            f"got {type(edits).__name__} {edits!r}")
+        if not isinstance(warm_start, bool):  # "no" would be true
+            raise OpRefused(f"clone {run}: warm_start must be True or False, got {warm_start!r}")
+        return self._op("clone", run, {"edits": edits, "warm_start": warm_start})
 
     def resume(self, create_model_fn: Callable[[dict], tuple] | None = None, *, workers: int = 1,
                device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:

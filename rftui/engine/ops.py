@@ -13,9 +13,10 @@ Result = tuple[str, "str | None", "str | None"]  # status, reason, new run id
 
 
 def find_run(ctl: "Controller", run_id: str | None):
-    """A run by id (`r3`), bare number (`3`) or exact label."""
-    if run_id is None:
+    """A run by id (`r3`), bare number (`3`, also the int 3 from Python) or exact label."""
+    if run_id is None or isinstance(run_id, bool):
         return None
+    run_id = str(run_id)  # an int from the Python API must not reach str methods (it would crash the loop)
     if run_id in ctl.runs:
         return ctl.runs[run_id]
     if run_id.isdigit() and f"r{run_id}" in ctl.runs:
@@ -28,6 +29,8 @@ def apply(ctl: "Controller", op: str, run_id: str | None, args: dict[str, Any], 
     handler = _HANDLERS.get(op)
     if handler is None:
         return "refused", f"unknown op {op!r} (use one of: {', '.join(_HANDLERS)})", None
+    if run_id is None or str(run_id).strip() == "":
+        return "refused", f"{op} needs a run id (runs: {', '.join(ctl.runs) or 'none'})", None
     rec = find_run(ctl, run_id)
     if rec is None:
         known = ", ".join(ctl.runs) or "none"

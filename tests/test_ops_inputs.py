@@ -1,0 +1,50 @@
+"""IC ops given odd input (an int run id, edits as a list, a non-bool warm_start) and ops racing a quantum's end:
+a clear refusal or the right effect, never a crash of the training loop."""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from fake_pool import FakePool
+
+from engine_helpers import SAMPLES, fake_experiment, rows
+from rftui.api import Experiment
+from rftui.config.yaml_config import load_experiment_file
+from rftui.engine.controller import Controller
+from rftui.engine.setup import create_experiment
+from rftui.errors import OpRefused
+
+
+def fake_pool_controller(tmp_path, max_steps=4, num_chunks=2, workers=1):
+    spec = load_experiment_file(SAMPLES / "smoke.yaml")
+    runs = tuple(replace(r, training={**r.training, "max_steps": max_steps}) for r in spec.runs)
+    spec = replace(spec, name="edge", workdir=str(tmp_path), num_chunks=num_chunks, runs=runs)
+    exp, spec, store = create_experiment(spec, rows(16), rows(4))
+    return Controller(exp, spec, store, FakePool(workers, random.Random(0)))
+
+
+def test_an_int_run_id_is_the_run_number_in_the_live_loop(tmp_path):
+    ctl = fake_pool_controller(tmp_path)
+    ctl.start()
+    resolved = ctl.apply_op("stop", 2, {}, "api", [])  # r2 is waiting: it stops at once
+    assert (resolved.status, ctl.runs["r2"].status) == ("applied", "stopped")
+    missing = ctl.apply_op("stop", None, {}, "api", [])
+    assert missing.status == "refused" and missing.reason == "stop needs a run id (runs: r1, r2)"
+    assert ctl.apply_op("resume", True, {}, "api", []).status == "refused"
+
+
+def test_api_ops_take_run_numbers_and_edits_as_a_list(tmp_path):
+    fake_experiment(tmp_path).store.close()  # created, never started: ops apply to the stored experiment
+    exp = Experiment("exp", workdir=tmp_path)
+    exp.stop_run(1)
+    assert exp.clone_run(2, ["learning_rate=5e-4"]) == "r3"
+    runs = {row["id"]: row for row in exp.get_runs_info().to_dict("records")}
+    assert runs["r1"]["status"] == "stopped" and runs["r3"]["parent"] == "r2"
+    with pytest.raises(OpRefused, match=r"edits must be a dict of knob -> value.*got str 'learning_rate=5e-4'"):
+        exp.clone_run("r1", "learning_rate=5e-4")
+    with pytest.raises(OpRefused, match="warm_start must be True or False, got 'no'"):
+        exp.clone_run("r1", warm_start="no")
+    with pytest.raises(OpRefused, match=r"a run is named by its id \('r3'\) or number \(3\), got 1.5"):
+        exp.stop_run(1.5)
+    assert len(exp.get_runs_info()) == 3  # the refused ones changed nothing
