@@ -48,3 +48,13 @@ def test_api_ops_take_run_numbers_and_edits_as_a_list(tmp_path):
     with pytest.raises(OpRefused, match=r"a run is named by its id \('r3'\) or number \(3\), got 1.5"):
         exp.stop_run(1.5)
     assert len(exp.get_runs_info()) == 3  # the refused ones changed nothing
+
+
+def test_a_dict_edit_keeps_its_string_values_as_they_are(tmp_path):
+    ctl = fake_pool_controller(tmp_path)
+    resolved = ctl.apply_op("clone", "r1", {"edits": {"run_name": "a: b", "hub_model_id": "yes"}}, "api", [])
+    assert resolved.status == "applied", resolved.reason
+    training = ctl.runs[resolved.new_run_id].spec.training
+    assert (training["run_name"], training["hub_model_id"]) == ("a: b", "yes")  # not {'a': 'b'}, not True
+    text = ctl.apply_op("clone", "r1", {"edits": ["hub_model_id=yes"]}, "ctl", [])
+    assert text.status == "refused" and "hub_model_id" in text.reason  # --set text is YAML: yes is true

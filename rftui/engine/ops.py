@@ -82,6 +82,7 @@ LORA_SHAPE_KNOBS = ("lora.r", "lora.target_modules", "lora.modules_to_save")
 def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
     """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars.
 
+    A dict's values are taken as they are (`{"run_name": "a: b"}` is that string, not a mapping).
     Text without a value (`learning_rate`, `learning_rate=`) is refused; an explicit null
     (`learning_rate=null`, or None in a dict) is kept, for validation to accept only where the knob allows it.
     """
@@ -104,11 +105,12 @@ def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
                 problems.append(f"--set {text.strip()} needs a value: KNOB=VALUE" if text is not None
                                 else f"{key}: needs a value")
                 continue
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                problems.append(f"{key}: cannot read value {value!r}")
-                continue
+            if text is not None:  # only command-line text is YAML; a dict's string is the value itself
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    problems.append(f"{key}: cannot read value {value!r}")
+                    continue
         edits[key.removeprefix("training.")] = value
     return edits, problems
 
