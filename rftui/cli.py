@@ -101,10 +101,10 @@ def _check_device(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from rftui.config.plan import check_chunks, plan_rows, plan_table
     from rftui.config.yaml_config import load_experiment_file
-    from rftui.data.sources import count_rows
+    from rftui.engine.setup import count_train_rows
 
     spec = load_experiment_file(_config_path(args.config))
-    num_rows = count_rows(spec.data.train, Path(spec.data.base_dir)) if spec.data else None
+    num_rows = count_train_rows(spec)
     rows = plan_rows(spec, num_rows)
     check_chunks(spec, rows)
     if spec.create_model is None and any(run.lora is not None for run in spec.runs):
@@ -120,15 +120,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(plan_table(spec, rows, num_rows))
     return 0
-
-
-def _load_rows(spec):
-    from rftui.data.sources import load_rows
-
-    base = Path(spec.data.base_dir)
-    train = load_rows(spec.data.train, base)
-    evals = load_rows(spec.data.eval, base) if spec.data.eval else None
-    return train, evals
 
 
 def _drive(exp, spec, store, args, first_events=(), live_specs=None) -> int:
@@ -176,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from rftui.config.yaml_config import load_experiment_file
-    from rftui.engine.setup import create_experiment
+    from rftui.engine.setup import create_experiment, load_data
 
     _check_device(args)
     spec = load_experiment_file(_config_path(args.config))
@@ -195,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         for model_name in dict.fromkeys(run.model_name for run in spec.runs):
             check_model_available(model_name)
-    train, evals = _load_rows(spec)
+    train, evals = load_data(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
     args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment
     return _drive(exp, spec, store, args, live_specs={run.run_id: run for run in spec.runs})

@@ -159,7 +159,7 @@ def test_count_rows_applies_select(jsonl_file: Path):
 
 
 def test_select_errors(jsonl_file: Path):
-    with pytest.raises(DataError, match=r"rows\.jsonl.*select: \[0, 128\]. is out of range"):
+    with pytest.raises(DataError, match=r"select: \[0, 128\]. is out of range: data file .*rows\.jsonl has only 20 rows"):
         load_rows({"path": str(jsonl_file), "select": [0, 128]})
     with pytest.raises(DataError, match="pair"):
         load_rows({"path": str(jsonl_file), "select": [5]})

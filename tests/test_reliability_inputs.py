@@ -105,6 +105,22 @@ CASES = {
     "num-chunks-over-batches-line": (lambda t, w: (config(t, **{"num_chunks: 2": "num_chunks: 5"}),
                                                    run(t, "--workdir", w))[1],
                                      r"experiment\.yaml:4: num_chunks: run r1 has only 4 optimizer steps"),
+    # a data source that does not fit its file: placed at its key in the config
+    "select-past-the-data": (lambda t, w: (config(t, **{"select: [300, 304]": "select: [300, 3000]"}),
+                                           run(t, "--workdir", w))[1],
+                             r"experiment\.yaml:11: data\.eval\.select: `select: \[300, 3000\]` is out of range: "
+                             r"data file .*support\.jsonl has only 648 rows — use an end of at most 648"),
+    "select-past-the-data-plan": (lambda t, w: (config(t, **{"select: [0, 16]": "select: [0, 1000]"}),
+                                                ["plan", t / "experiment.yaml"])[1],
+                                  r"experiment\.yaml:10: data\.train\.select: `select: \[0, 1000\]` is out of range"),
+    "select-true": (lambda t, w: (config(t, **{"select: [0, 16]": "select: [true, 16]"}), run(t, "--workdir", w))[1],
+                    r"experiment\.yaml:10: data\.train\.select: expected \[start, end\) with 0 ≤ start < end, "
+                    r"got \[True, 16\]"),
+    "split-of-a-file": (lambda t, w: (config(t, **{"select: [0, 16]": "split: test, select: [0, 16]"}),
+                                      run(t, "--workdir", w))[1],
+                        r"experiment\.yaml:10: data\.train\.split: `split` applies to `hub:` datasets only"),
+    "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
+                           r"rows\.jsonl is empty"),
 }
 for command in (["show", "smoke"], ["resume", "smoke", "--no-ui"], ["ctl", "smoke", "ls"], ["ctl", "smoke", "stop", "r1"],
                 ["watch", "smoke"]):

@@ -120,9 +120,13 @@ class _Reader:
                 self.add(f"{path}.path", f"data file {file} does not exist",
                          "check the path (it is relative to the YAML file)")
             src["path"] = str(file)
+        if "path" in src and src.get("split") is not None:
+            self.add(f"{path}.split", "`split` applies to `hub:` datasets only; a local file has no splits",
+                     "remove it, or point `path` at the file that holds that split")
         select = src.get("select")
         if select is not None and not (isinstance(select, list) and len(select) == 2
-                                       and all(isinstance(v, int) and v >= 0 for v in select) and select[0] < select[1]):
+                                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                               for v in select) and select[0] < select[1]):
             self.add(f"{path}.select", f"expected [start, end) with 0 ≤ start < end, got {select!r}", "e.g. select: [0, 128]")
         if src.get("shuffle_seed") is not None:
             self.integer(src["shuffle_seed"], f"{path}.shuffle_seed", 0, 0)

@@ -120,6 +120,8 @@ def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | N
                 start, end = _parse_select(select, label)
                 return end - start
             return None
+    if total == 0:
+        raise _empty_error(label)  # as load_rows says: `rftui plan` refuses what `rftui run` would
     start, end = _check_select(spec.get("select"), total, label)
     return end - start
 
@@ -216,16 +218,24 @@ def _normalize(source: Any) -> dict[str, Any]:
     return spec
 
 
+class SelectError(DataError):
+    """`select:` does not fit its source; `message` and `hint` kept apart for a config problem at its key."""
+
+    def __init__(self, message: str, hint: str):
+        self.message, self.hint = message, hint
+        super().__init__(f"{message}. {hint[0].upper()}{hint[1:]}.")
+
+
 def _parse_select(select: Any, label: str) -> tuple[int, int]:
     ok = (isinstance(select, (list, tuple)) and len(select) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) for v in select))
     if not ok:
-        raise DataError(f"{label}: `select:` must be a pair [start, end] of integers (rows "
-                        f"start..end-1), got {select!r}.")
+        raise SelectError(f"`select:` of {label} must be a pair [start, end] of integers (rows "
+                          f"start..end-1), got {select!r}", "e.g. select: [0, 128]")
     start, end = select
     if start < 0 or end <= start:
-        raise DataError(f"{label}: `select: [{start}, {end}]` is not a valid range; it needs "
-                        "0 <= start < end.")
+        raise SelectError(f"`select: [{start}, {end}]` of {label} is not a valid range",
+                          "it needs 0 <= start < end, e.g. select: [0, 128]")
     return start, end
 
 
@@ -239,8 +249,8 @@ def _check_select(select: Any, total: int, label: str) -> tuple[int, int]:
         return 0, total
     start, end = _parse_select(select, label)
     if end > total:
-        raise DataError(f"{label}: `select: [{start}, {end}]` is out of range: the data has "
-                        f"only {total} rows. Use an end of at most {total}.")
+        raise SelectError(f"`select: [{start}, {end}]` is out of range: {label} has only {total} rows",
+                          f"use an end of at most {total}")
     return start, end
 
 

@@ -42,6 +42,48 @@ def free_name(workdir: Path, name: str) -> str:
     return candidate
 
 
+def _split_problem(spec: ExperimentSpec, split: str, exc: Exception) -> Exception:
+    """A `select:` that does not fit its data, as a problem at its key in the config file (line and all)."""
+    from rftui.data.sources import SelectError
+
+    if not isinstance(exc, SelectError) or spec.source_file is None:
+        return exc
+    return ConfigError([Problem(f"data.{split}.select", exc.message, exc.hint, spec.source_file)])
+
+
+def load_data(spec: ExperimentSpec) -> tuple[list[dict], list[dict] | None]:
+    """The train and eval rows of a config file's `data:` section."""
+    from rftui.data.sources import load_rows
+
+    base = Path(spec.data.base_dir)
+    rows: dict[str, list[dict] | None] = {}
+    for split in ("train", "eval"):
+        source = getattr(spec.data, split)
+        try:
+            rows[split] = load_rows(source, base) if source is not None else None
+        except RftuiError as exc:
+            raise _split_problem(spec, split, exc) from None
+    return rows["train"], rows["eval"]
+
+
+def count_train_rows(spec: ExperimentSpec) -> int | None:
+    """How many training rows the config's data gives (None when unknown without a download); the eval source's
+    `select` is checked too."""
+    from rftui.data.sources import count_rows
+
+    if spec.data is None:
+        return None
+    base = Path(spec.data.base_dir)
+    counts: dict[str, int | None] = {}
+    for split in ("train", "eval"):
+        source = getattr(spec.data, split)
+        try:
+            counts[split] = count_rows(source, base) if source is not None else None
+        except RftuiError as exc:
+            raise _split_problem(spec, split, exc) from None
+    return counts["train"]
+
+
 def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
     from rftui.data.formatting import make_chat_formatter
 
