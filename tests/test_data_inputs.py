@@ -99,3 +99,15 @@ def test_a_non_utf8_line_is_named(tmp_path):
     data.write_bytes(b'{"instruction": "a", "response": "b"}\n' * 4 + b'{"instruction": "caf\xe9", "response": "b"}\n')
     with pytest.raises(DataError, match=r"rows\.jsonl, line 5: not valid UTF-8 text \(invalid continuation byte"):
         load_rows({"path": str(data)})
+
+
+def test_csv_cells_stay_text(tmp_path):
+    from rftui.data.sources import load_rows
+
+    data = tmp_path / "rows.csv"
+    data.write_text("instruction,response\nwhat is 41 plus 1,42\nis it in stock,NA\nanything else,\n", encoding="utf-8")
+    assert load_rows({"path": str(data)}) == [
+        {"instruction": "what is 41 plus 1", "response": "42"},
+        {"instruction": "is it in stock", "response": "NA"},
+        {"instruction": "anything else", "response": None},  # an empty cell is missing, and said so when formatted
+    ]

@@ -361,7 +361,9 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
+        # CSV cells are text: a column of answers like 42 or NA stays "42" and "NA" (pandas would make them
+        # numbers and missing values); only an empty cell is missing (None).
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         return []
     except (pd.errors.ParserError, ValueError) as exc:
