@@ -58,3 +58,20 @@ def test_a_dict_edit_keeps_its_string_values_as_they_are(tmp_path):
     assert (training["run_name"], training["hub_model_id"]) == ("a: b", "yes")  # not {'a': 'b'}, not True
     text = ctl.apply_op("clone", "r1", {"edits": ["hub_model_id=yes"]}, "ctl", [])
     assert text.status == "refused" and "hub_model_id" in text.reason  # --set text is YAML: yes is true
+
+
+def test_a_delete_that_reaches_the_worker_after_the_runs_last_step_still_deletes_it(tmp_path):
+    ctl = fake_pool_controller(tmp_path, max_steps=2, num_chunks=1, workers=2)
+    ctl.start()
+    ctl.step(0)  # the workers report ready
+    ctl.step(0)  # both runs dispatched, each for its one and only quantum
+    assert (ctl.runs["r1"].status, ctl.runs["r2"].status) == ("running", "running")
+    assert ctl.apply_op("delete", "r1", {}, "ctl", []).reason == "deleted at its next optimizer step"
+    stop_after_delete = ctl.apply_op("stop", "r1", {}, "ctl", [])
+    assert stop_after_delete.status == "refused" and "being deleted" in stop_after_delete.reason
+    ctl.pool.preempt.clear()  # the preempt arrived after the last step: the quantum ends as if none was sent
+    while ctl.pool.in_flight:
+        ctl.pool.finish_one()
+    ctl.step(0)
+    assert (ctl.runs["r1"].status, ctl.runs["r2"].status) == ("deleted", "completed")
+    assert ctl.store.get_run("r1")["status"] == "deleted" and ctl.finished

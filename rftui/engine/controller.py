@@ -302,14 +302,14 @@ class Controller:
             seconds=done.train_seconds + done.switch_seconds + done.eval_seconds,
             train_seconds=done.train_seconds, switch_seconds=done.switch_seconds,
             eval_seconds=done.eval_seconds, preempted=done.preempted, metrics=dict(rec.last)))
-        if rec.steps_done >= rec.total_steps:
+        if reason == "delete":  # also when the preempt came too late and the run reached its end: it was deleted
+            self._delete(rec, out)
+        elif rec.steps_done >= rec.total_steps:
             self.scheduler.on_run_removed(rec.run_id)
             self._set_status(rec, "completed", out)
         elif reason == "stop":
             self.scheduler.on_run_paused(rec.run_id)
             self._set_status(rec, "stopped", out)
-        elif reason == "delete":
-            self._delete(rec, out)
         else:
             self._set_status(rec, "waiting", out)
         return out

@@ -42,6 +42,8 @@ def _stop(ctl, rec, args, out) -> Result:
     if rec.status in TERMINAL or rec.status == "stopped":
         return "refused", f"run {rec.run_id} is {rec.status}; only pending, waiting or running runs can be stopped", None
     if rec.status == "running":
+        if rec.pending_preempt == "delete":
+            return "refused", f"run {rec.run_id} is being deleted (at its next optimizer step)", None
         if rec.pending_preempt is None:
             rec.pending_preempt = "stop"
             ctl.pool.send(rec.worker_id, Preempt(rec.run_id, "stop"))
