@@ -111,3 +111,31 @@ def test_csv_cells_stay_text(tmp_path):
         {"instruction": "is it in stock", "response": "NA"},
         {"instruction": "anything else", "response": None},  # an empty cell is missing, and said so when formatted
     ]
+
+
+# --------------------------------------------------------------------------- datasets passed from Python
+
+
+def test_a_dict_of_columns_is_rows():
+    from rftui.data.sources import rows_from_dataset
+
+    assert rows_from_dataset({"instruction": ["a", "b"], "response": ["x", "y"]}, "train_dataset") == [
+        {"instruction": "a", "response": "x"}, {"instruction": "b", "response": "y"}]
+    with pytest.raises(DataError, match=r"train_dataset is a dict of columns of different lengths \('instruction': 2, "
+                                        r"'response': 1\)"):
+        rows_from_dataset({"instruction": ["a", "b"], "response": ["x"]}, "train_dataset")
+    with pytest.raises(DataError, match=r"train_dataset is a DatasetDict with splits \('train'\)"):
+        import datasets
+
+        rows_from_dataset(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"a": [1]})}), "train_dataset")
+
+
+def test_run_fit_names_a_bad_row_by_its_argument(tmp_path):
+    from rftui import Experiment, RFGridSearch, RFModelConfig, RFSFTConfig
+
+    config = RFModelConfig(model_name="rftui/tiny-llama", training_args=RFSFTConfig(max_steps=2))
+    rows = {"instruction": ["a", "b", "c"], "response": ["x", None, "z"]}
+    with pytest.raises(DataError) as err:
+        Experiment("e", workdir=tmp_path).run_fit(RFGridSearch(config), None, rows, num_chunks=1, quiet=True)
+    assert str(err.value).startswith("train_dataset row 1: field 'response' is empty (null)"), str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -90,7 +90,7 @@ def test_every_formatter_failing_raises_a_data_error_naming_the_row_and_leaves_n
     configs = List([config(formatting_func=chat_failing_on_one_row, training_args=RFSFTConfig(
         learning_rate=lr, per_device_train_batch_size=4, max_steps=4)) for lr in (1e-3, 1e-4)])
     experiment = Experiment("allbad", workdir=tmp_path)
-    with pytest.raises(DataError, match=rf"train data row {BAD_ROW}: formatting function .*chat_failing_on_one_row"):
+    with pytest.raises(DataError, match=rf"train_dataset row {BAD_ROW}: formatting function .*chat_failing_on_one_row"):
         experiment.run_fit(RFGridSearch(configs=configs, trainer_type="SFT"), create_model, TRAIN, EVALS,
                            num_chunks=2, seed=1, device="cpu", quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == []  # no experiment directory, no staging leftovers

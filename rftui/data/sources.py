@@ -130,8 +130,9 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
     """Plain dict rows from what a Python API user passes as a dataset.
 
     Accepts a `datasets.Dataset` (its current order, so a dataset the user already
-    selected and shuffled keeps that order), a pandas DataFrame, or a list (or other
-    iterable) of mappings. `name` is used in error messages ("train dataset", ...).
+    selected and shuffled keeps that order), a pandas DataFrame, a list (or other
+    iterable) of mappings, or a dict of equal-length column lists. `name` is used in error
+    messages ("train_dataset", ...).
     """
     if ds is None:
         raise DataError(f"{name} is missing: pass a datasets.Dataset, a pandas DataFrame "
@@ -140,7 +141,9 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
         raise DataError(f"{name} is a path ({ds!r}), not rows. Load it first, or use "
                         "rftui.data.sources.load_rows({'path': ...}).")
     kind = type(ds).__name__
-    if isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict"):
+    if _is_columns(ds, kind):
+        ds = _columns_to_rows(ds, name)  # {"instruction": [...], "response": [...]}, as Dataset.from_dict takes
+    elif isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict"):
         keys = ", ".join(repr(k) for k in list(ds.keys())[:5])
         raise DataError(f"{name} is a {kind} with splits ({keys}), not a single dataset. "
                         "Pass one split, for example dataset['train'].")
@@ -163,6 +166,26 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
         raise DataError(f"{name} is empty: it has no rows. Pass a dataset with at least "
                         "one row.")
     return out
+
+
+def _is_columns(ds: Any, kind: str) -> bool:
+    """A dict of column lists; a dict of lists of row dicts ({"train": [{...}], ...}) is splits."""
+    if not isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict") or not ds:
+        return False
+    values = list(ds.values())
+    if not all(isinstance(v, (list, tuple)) for v in values):
+        return False
+    return not all(v and all(isinstance(r, Mapping) for r in v) for v in values)
+
+
+def _columns_to_rows(columns: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    lengths = {str(k): len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) != 1:
+        listed = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
+        raise DataError(f"{name} is a dict of columns of different lengths ({listed}); every column needs "
+                        "one value per row.")
+    keys = list(columns)
+    return [dict(zip(keys, values)) for values in zip(*columns.values())]
 
 
 def shuffle_order(n: int, seed: int) -> list[int]:

@@ -125,8 +125,8 @@ def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str
     from rftui.data.sources import row_locator, source_label, source_positions
 
     source = getattr(spec.data, split, None) if spec.data else None
-    if source is None:
-        return f"{split} data", None, None
+    if source is None:  # rows given from Python: named as run_fit's arguments are
+        return f"{split}_dataset", None, None
     base = Path(spec.data.base_dir)
     return (f"{split} data ({source_label(source, base)})", source_positions(source, len(rows)),
             row_locator(source, base))
