@@ -75,3 +75,42 @@ def test_a_delete_that_reaches_the_worker_after_the_runs_last_step_still_deletes
     ctl.step(0)
     assert (ctl.runs["r1"].status, ctl.runs["r2"].status) == ("deleted", "completed")
     assert ctl.store.get_run("r1")["status"] == "deleted" and ctl.finished
+
+
+def warm_ready(tmp_path):
+    """A controller whose r1 has finished its first quantum (it has a checkpoint to warm-start from)."""
+    ctl = fake_pool_controller(tmp_path, max_steps=4, num_chunks=2)
+    ctl.start()
+    while ctl.runs["r1"].checkpoint_dir is None:
+        ctl.step(0)
+        ctl.pool.finish_one()
+    ctl.step(0)
+    return ctl
+
+
+@pytest.mark.parametrize("edits,fixed", [
+    ({"lora.use_dora": True}, "lora.use_dora"),
+    ({"lora.layers_to_transform": [0]}, "lora.layers_to_transform"),
+    ({"lora.target_modules": ["q_proj"]}, "lora.target_modules"),
+    ({"optim": "adafactor", "learning_rate": 1e-4}, "optim"),
+    ({"optim": "rmsprop", "lora.use_dora": True}, "lora.use_dora, optim"),
+])
+def test_a_warm_start_refuses_edits_that_change_the_adapters_tensors_or_the_optimizer(tmp_path, edits, fixed):
+    ctl = warm_ready(tmp_path)
+    resolved = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": edits}, "ctl", [])
+    assert resolved.status == "refused"
+    what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
+    assert f"run r1's {what}; {fixed} cannot change (only lora.lora_alpha, lora.lora_dropout" in resolved.reason
+    assert list(ctl.runs) == ["r1", "r2"] and not (ctl.exp.checkpoints / "r3").exists()  # nothing half-made
+    cold = ctl.apply_op("clone", "r1", {"edits": edits}, "ctl", [])  # from scratch, any adapter is fine
+    assert cold.status == "applied" and cold.new_run_id == "r3"
+
+
+def test_a_warm_start_takes_edits_that_keep_the_adapter_or_write_out_its_defaults(tmp_path):
+    ctl = warm_ready(tmp_path)
+    edits = {"lora.lora_alpha": 32, "lora.lora_dropout": 0.2, "lora.use_rslora": True, "lora.r": 4,
+             "lora.target_modules": ["v_proj", "q_proj"], "lora.bias": "none", "lora.use_dora": False,
+             "optim": "adamw_torch", "learning_rate": 5e-4}
+    resolved = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": edits}, "ctl", [])
+    assert resolved.status == "applied", resolved.reason
+    assert ctl.runs["r3"].spec.lora["lora_alpha"] == 32 and ctl.runs["r3"].warm_start

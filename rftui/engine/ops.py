@@ -79,6 +79,37 @@ _HANDLERS = {"stop": _stop, "resume": _resume, "delete": _delete}
 
 
 LORA_SHAPE_KNOBS = ("lora.r", "lora.target_modules", "lora.modules_to_save")
+# A warm start loads the source's adapter tensors and optimizer moments as they are. These LoRA knobs only
+# scale or regularise that adapter; every other one may add, drop or reshape its tensors (use_dora's
+# magnitudes, layers_to_transform, bias, ...), so the clone could not load them.
+WARM_LORA_FREE = ("lora_alpha", "lora_dropout", "use_rslora", "alpha_pattern")
+# PEFT's LoraConfig defaults, so that writing a knob's default value out is no change.
+_LORA_DEFAULTS = {"r": 8, "bias": "none", "use_dora": False, "lora_bias": False, "fan_in_fan_out": False,
+                  "use_qalora": False, "init_lora_weights": True, "rank_pattern": {}}
+_DEFAULT_OPTIMS = ("adamw_torch", "adamw_torch_fused")  # transformers' default `optim`, by torch version
+
+
+def warm_fixed_edits(source, edits: dict[str, Any]) -> list[str]:
+    """The edits a warm start cannot take: they change the adapter's tensors or the optimizer's state layout."""
+    from rftui.config.rules import coerce, known_args
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return sorted(map(str, a)) == sorted(map(str, b))
+        return a == b or (a in (None, {}, []) and b in (None, {}, []))
+
+    fixed = []
+    for name, value in edits.items():
+        if name.startswith("lora.") and name[5:] not in WARM_LORA_FREE and source.lora is not None:
+            arg = name[5:]
+            before = source.lora.get(arg, _LORA_DEFAULTS.get(arg))
+            if not same(coerce(known_args("lora").get(arg, "any"), value), before):
+                fixed.append(name)
+        elif name == "optim":
+            before = source.training.get("optim")
+            if value != before and not (before is None and value in _DEFAULT_OPTIMS):
+                fixed.append(name)
+    return sorted(fixed)
 
 
 def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
@@ -156,10 +187,13 @@ def _clone(ctl, rec, args, out) -> Result:
     if warm:
         if rec.checkpoint_dir is None:
             return "refused", f"run {rec.run_id} has no state yet to warm-start from; wait for its first quantum", None
-        shape = [k for k in LORA_SHAPE_KNOBS if k in edits and edits[k] != rec.spec.knobs.get(k)]
-        if shape:
-            return "refused", (f"a warm start keeps the adapter's shape; {', '.join(shape)} cannot change "
-                               "(clone without --warm to train a new shape from scratch)"), None
+        fixed = warm_fixed_edits(rec.spec, edits)
+        if fixed:
+            what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
+            return "refused", (f"a warm start continues run {rec.run_id}'s {what}; "
+                               f"{', '.join(fixed)} cannot change (only lora.{', lora.'.join(WARM_LORA_FREE)} "
+                               "and training hyperparameters can; clone without --warm to train "
+                               f"{'them' if len(fixed) > 1 else 'it'} from scratch)"), None
     new_id = f"r{max((int(r.run_id[1:]) for r in ctl.runs.values() if r.run_id[1:].isdigit()), default=0) + 1}"
     spec = edited_spec(rec.spec, edits, new_id)
     total = total_steps(spec.training, ctl.store.get_meta("train_rows"))
