@@ -100,3 +100,37 @@ def test_warm_clone_continues_from_its_parent_and_cold_clone_restarts(tmp_path):
     runs = {r["run_id"]: r for r in ctl.store.list_runs()}
     assert runs[state["warm"]]["parent"] == "r1" and runs[state["warm"]]["warm_start"] is True
     assert runs[state["cold"]]["warm_start"] is False and runs[state["cold"]]["status"] == "completed"
+
+
+def test_a_warm_clone_continues_exactly_like_its_source_and_keeps_its_data_position(tmp_path):
+    """Nothing edited: the clone's losses are the source's next losses, bit for bit, dropout included (it
+    continues the source's RNG). A new batch size: the clone goes on from the same rows of the epoch."""
+    ctl = tiny_experiment(tmp_path, "exact", max_steps=8, num_chunks=2, lr=5e-3, dropout=0.1)
+    state = {}
+
+    def on_events(ctl, events):
+        for event in events:
+            if isinstance(event, QuantumDone) and event.run_id == "r1" and event.chunk == 0 and not state:
+                state["same"] = ctl.apply_op("clone", "r1", {"warm_start": True}, "api", []).new_run_id
+                state["bs8"] = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": {
+                    "per_device_train_batch_size": 8}}, "api", []).new_run_id
+
+    try:
+        drive(ctl, limit=600, on_events=on_events)
+    finally:
+        ctl.close()
+    source = ctl.store.metric_series("r1", "loss")
+    assert [s for s, _ in source] == list(range(1, 9))
+    assert ctl.store.metric_series(state["same"], "loss") == source[4:]  # steps 5..8, the same values
+    # r1 stopped after 4 steps of 4 rows: 16 of the 32 rows. In batches of 8 that is 2 of 4; step 5 ends at 3/4.
+    epochs = [e for _, e in ctl.store.metric_series(state["bs8"], "epoch")]
+    assert epochs == [0.75, 1.0, 1.25, 1.5]
+
+
+def test_a_warm_clones_position_is_counted_in_rows():
+    from rftui.training.warm_start import position_in_epoch
+
+    state = {"batch_in_epoch": 4, "steps_in_epoch": 8, "train_batch_size": 4}  # 16 of 32 rows
+    assert [position_in_epoch(state, steps, size) for steps, size in ((8, 4), (4, 8), (16, 2))] == [4, 2, 8]
+    assert position_in_epoch({**state, "batch_in_epoch": 8}, 3, 12) == 3  # the epoch was used up
+    assert position_in_epoch({"batch_in_epoch": 4, "steps_in_epoch": 8}, 4, 8) == 2  # a checkpoint from before

@@ -173,6 +173,7 @@ def capture_checkpoint(run: RunState) -> CheckpointData:
         "epoch": run.epoch,
         "batch_in_epoch": run.batch_in_epoch,
         "steps_in_epoch": run.steps_in_epoch,
+        "train_batch_size": int(run.trainer.args.per_device_train_batch_size),  # a warm clone's may differ
         "tr_loss": float(run.tr_loss.item()),
         "last_logged_step": run.last_logged_step,
         "last_eval_step": run.last_eval_step,
