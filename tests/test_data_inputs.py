@@ -139,3 +139,43 @@ def test_run_fit_names_a_bad_row_by_its_argument(tmp_path):
         Experiment("e", workdir=tmp_path).run_fit(RFGridSearch(config), None, rows, num_chunks=1, quiet=True)
     assert str(err.value).startswith("train_dataset row 1: field 'response' is empty (null)"), str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- model kwargs from Python
+
+
+def test_torch_and_transformers_objects_in_model_kwargs_are_stored_as_plain_values(tmp_path):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from rftui import RFGridSearch, RFModelConfig, RFSFTConfig
+    from rftui.config.expand import expand
+    from rftui.config.experiment import ExperimentSpec
+    from rftui.engine.setup import create_experiment
+
+    kwargs = {"torch_dtype": torch.bfloat16, "quantization_config": BitsAndBytesConfig(load_in_4bit=True)}
+    group = RFGridSearch(RFModelConfig(model_name="rftui/tiny-llama", model_kwargs=kwargs,
+                                       training_args=RFSFTConfig(max_steps=2)))
+    (run,) = expand(group)
+    assert run.model_kwargs["torch_dtype"] == "bfloat16"
+    quant = run.model_kwargs["quantization_config"]
+    assert quant["quant_method"] == "bitsandbytes" and quant["load_in_4bit"] is True
+    spec = ExperimentSpec(name="kw", runs=(run,), num_chunks=1, workdir=str(tmp_path))
+    _, _, store = create_experiment(spec, [{"instruction": "a", "response": "b"}] * 4, None)  # crashed in yaml
+    assert store.list_runs()[0]["spec"]["model_kwargs"] == run.model_kwargs
+    store.close()
+
+
+def test_model_kwargs_that_cannot_load_or_be_stored_are_config_problems():
+    from rftui import RFGridSearch, RFModelConfig
+    from rftui.config.validate import validate_search
+
+    def problems(kwargs):
+        return [str(p) for p in validate_search(RFGridSearch(RFModelConfig(model_name="m", model_kwargs=kwargs)))]
+
+    assert problems({"torch_dtype": "float17"}) == [
+        "configs.model_kwargs.torch_dtype: unknown model dtype 'float17'; use one of auto, float32, bfloat16, float16"]
+    assert problems({"dtype": "BF16", "torch_dtype": "torch.float32"}) == []
+    assert problems({"hook": object()}) == [
+        "configs.model_kwargs.hook: a value of type object cannot be stored with the experiment (a resume reads it "
+        "back) — give plain values: strings, numbers, lists and dicts"]

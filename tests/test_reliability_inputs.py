@@ -119,6 +119,16 @@ CASES = {
     "split-of-a-file": (lambda t, w: (config(t, **{"select: [0, 16]": "split: test, select: [0, 16]"}),
                                       run(t, "--workdir", w))[1],
                         r"experiment\.yaml:10: data\.train\.split: `split` applies to `hub:` datasets only"),
+    # what every run's worker would refuse when loading the model: said at its line instead
+    "model-dtype-typo": (lambda t, w: (config(t, **{"model: {name: rftui/tiny-llama}":
+                                                    "model: {name: rftui/tiny-llama, kwargs: {torch_dtype: float17}}"}),
+                                       run(t, "--workdir", w))[1],
+                         r"experiment\.yaml:7: model\.kwargs\.torch_dtype: unknown model dtype 'float17'; use one of "
+                         r"auto, float32, bfloat16, float16"),
+    "model-type-unknown": (lambda t, w: (config(t, **{"model: {name: rftui/tiny-llama}":
+                                                      "model: {name: rftui/tiny-llama, type: seq2seq}"}),
+                                         ["plan", t / "experiment.yaml"])[1],
+                           r"experiment\.yaml:7: model\.type: unknown model type 'seq2seq' — use causal_lm"),
     "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
                            r"rows\.jsonl is empty"),
 }

@@ -262,7 +262,11 @@ def run_spec(run_id: str, label: str, config: dict[str, Any], knobs: dict[str, A
 
 def expand(group: Any, first_index: int = 1) -> list[RunSpec]:
     """RunSpecs for a search: ids r1, r2, ... in expansion order, labels from differing knobs."""
-    configs = resolved_configs(group)
+    from rftui.training.model_loading import portable_model_kwargs
+
+    # torch dtypes, BitsAndBytesConfig and such in model_kwargs: kept by name / as a dict, so they can be stored
+    configs = [{**c, "model_kwargs": portable_model_kwargs(_plain(c.get("model_kwargs") or {}))}
+               for c in resolved_configs(group)]
     flats = [flatten_knobs(c) for c in configs]
     labels = make_labels(flats)
     return [

@@ -105,6 +105,16 @@ def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Probl
         problems.append(Problem(f"{path}.model_type", f"unknown model_type {fields['model_type']!r}", "use causal_lm"))
     if not isinstance(fields["model_kwargs"], dict):
         problems.append(Problem(f"{path}.model_kwargs", "must be a dict", "e.g. {'torch_dtype': 'auto'}"))
+    else:
+        from rftui.training.model_loading import dtype_problem, unportable_kwargs
+
+        found = dtype_problem(fields["model_kwargs"])
+        if found is not None:
+            problems.append(Problem(f"{path}.model_kwargs.{found[0]}", found[1], ""))
+        for key in unportable_kwargs(fields["model_kwargs"]):
+            problems.append(Problem(f"{path}.model_kwargs.{key}", f"a value of type {type(fields['model_kwargs'][key]).__name__} "
+                                    "cannot be stored with the experiment (a resume reads it back)",
+                                    "give plain values: strings, numbers, lists and dicts"))
     problems += _check_args("training", fields["training_args"], f"{path}.training_args", allow_range)
     if fields["peft_config"] is not None:
         problems += _check_args("lora", fields["peft_config"], f"{path}.peft_config", allow_range)

@@ -187,6 +187,18 @@ class _Reader:
         return axes
 
 
+def _check_model(r: _Reader, model: dict) -> None:
+    """What the model loader would refuse in every run's worker, said at its line instead."""
+    from rftui.training.model_loading import dtype_problem
+
+    if model.get("type") is not None and model["type"] != "causal_lm":
+        r.add("model.type", f"unknown model type {model['type']!r}", "use causal_lm (the one type rftui trains), "
+              "or leave `type` out")
+    found = dtype_problem(model.get("kwargs"))
+    if found is not None:
+        r.add(f"model.kwargs.{found[0]}", found[1], "")
+
+
 def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = None) -> ExperimentSpec:
     """An ExperimentSpec from YAML text; raises ConfigError listing every problem."""
     base = (base_dir or Path(".")).resolve()
@@ -218,6 +230,7 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     model = r.mapping(raw_model, "model", MODEL_KEYS, required=("name",) if "model" in top else ())
     if model.get("kwargs") is not None and not isinstance(model["kwargs"], dict):
         r.add("model.kwargs", "expected a mapping", "e.g. kwargs: {torch_dtype: auto}")
+    _check_model(r, model)
     data = r.mapping(top.get("data"), "data", DATA_KEYS, required=("train",) if "data" in top else ())
     train_src = r.source(data.get("train"), "data.train")
     eval_src = r.source(data.get("eval"), "data.eval")

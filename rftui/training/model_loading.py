@@ -23,6 +23,53 @@ _DTYPE_NAMES = {
 }
 
 
+def portable_model_kwargs(model_kwargs: dict) -> dict:
+    """Model kwargs as plain values that the experiment's config and state.db can keep and a resume reads back:
+    a torch dtype becomes its name (`torch.bfloat16` -> "bfloat16") and a transformers config object such as
+    BitsAndBytesConfig its dict (from_pretrained takes `quantization_config` as a dict). No torch import."""
+    import json
+
+    def plain(value):
+        kind = type(value)
+        if kind.__module__ == "torch" and kind.__name__ == "dtype":
+            return str(value).removeprefix("torch.")
+        if kind.__module__.startswith("transformers") and callable(getattr(value, "to_dict", None)):
+            return json.loads(json.dumps(value.to_dict(), default=str))
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dict(model_kwargs))
+
+
+def unportable_kwargs(model_kwargs: dict) -> list[str]:
+    """Keys of model kwargs whose values stay objects after `portable_model_kwargs` (they cannot be stored)."""
+    def plain(value) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (str, int, float, bool))
+
+    return [key for key, value in portable_model_kwargs(model_kwargs).items() if not plain(value)]
+
+
+def dtype_problem(model_kwargs: object) -> tuple[str, str] | None:
+    """(key, message) when `torch_dtype`/`dtype` of model kwargs names no dtype the loader knows, else None.
+    Checked when a config is read, so a typo fails there and not in every run's worker."""
+    if not isinstance(model_kwargs, dict):
+        return None
+    for key in ("torch_dtype", "dtype"):
+        value = model_kwargs.get(key)
+        if value is None or value == "auto" or type(value).__module__ == "torch":
+            continue  # a torch dtype object is fine (stored by name)
+        if not isinstance(value, str) or value.lower().removeprefix("torch.") not in _DTYPE_NAMES:
+            return key, f"unknown model dtype {value!r}; use one of auto, float32, bfloat16, float16"
+    return None
+
+
 def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
     """Adapt user `from_pretrained` kwargs to this worker: what cannot apply without CUDA is dropped (a CPU worker
     sees no GPU, see engine/worker.py), and on CUDA a `device_map` means the worker's one GPU."""
