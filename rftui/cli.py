@@ -250,10 +250,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         raise RftuiError(f"`rftui ctl {args.experiment} ls` takes no run id or options (got {extra}); it lists "
                          f"every run: drop {extra}, or act on a run with `rftui ctl {args.experiment} "
                          "stop|resume|delete|clone RUN`")
-    exp, spec, store = open_experiment(args.experiment, args.workdir)
-    if args.action == "ls":
-        print(leaderboard_text(show_data(exp, store), failure_reasons(store)))
+    if args.action == "ls":  # the same as `rftui show`
+        exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
+        data = show_data(exp, store)
+        print(json.dumps(data, indent=2) if args.json else leaderboard_text(data, failure_reasons(store)))
         return 0
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
     if not args.run:
         raise RftuiError(f"`rftui ctl {args.experiment} {args.action}` needs a run id (see `rftui ctl {args.experiment} ls`)")
     op_args: dict = {}
@@ -262,6 +264,10 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     elif args.set or args.warm:
         raise RftuiError("--set and --warm only apply to clone")
     row = submit(exp, spec, store, args.action, args.run, op_args)
+    if args.json:  # a refusal is an error: stderr and exit 2, as without --json
+        print(json.dumps({"op": args.action, "run": args.run, "status": row["status"], "reason": row.get("reason"),
+                          "new_run_id": row.get("new_run_id")}))
+        return 0
     new = f" -> new run {row['new_run_id']}" if row.get("new_run_id") else ""
     note = f" ({row['reason']})" if row.get("reason") else ""
     print(f"{args.action} {args.run}: applied{note}{new}")
@@ -332,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--set", action="append", metavar="KNOB=VALUE",
                      help="clone edit, repeatable: learning_rate=5e-4, lora.r=16, generation.top_p=0.9")
     ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
+    ctl.add_argument("--json", action="store_true", help="print JSON: ls as `rftui show --json`, an op's result "
+                     "as {op, run, status, reason, new_run_id}")
     ctl.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
     ctl.set_defaults(func=cmd_ctl)
 

@@ -1,0 +1,33 @@
+"""`rftui ctl` from a shell on an experiment no process is training: ls and op results as text and as JSON."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from engine_helpers import fake_experiment
+
+
+def rftui(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "rftui", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_ctl_json_lists_runs_like_show_and_prints_each_ops_result(tmp_path):
+    fake_experiment(tmp_path).store.close()
+    where = ("--workdir", str(tmp_path))
+    listed = rftui("ctl", "exp", "ls", "--json", *where)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == json.loads(rftui("show", "exp", "--json", *where).stdout)
+    assert [run["id"] for run in json.loads(listed.stdout)["runs"]] == ["r1", "r2"]
+    stopped = rftui("ctl", "exp", "stop", "r1", "--json", *where)
+    assert json.loads(stopped.stdout) == {"op": "stop", "run": "r1", "status": "applied", "reason": None,
+                                          "new_run_id": None}
+    cloned = rftui("ctl", "exp", "clone", "2", "--set", "learning_rate=5e-4", "--json", *where)
+    assert json.loads(cloned.stdout)["new_run_id"] == "r3"
+    refused = rftui("ctl", "exp", "resume", "r2", "--json", *where)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == "rftui: resume r2: refused: run r2 is pending; only stopped runs can be resumed\n"
+    runs = {run["id"]: run["status"] for run in json.loads(rftui("ctl", "exp", "ls", "--json", *where).stdout)["runs"]}
+    assert runs == {"r1": "stopped", "r2": "pending", "r3": "pending"}
