@@ -186,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         for model_name in dict.fromkeys(run.model_name for run in spec.runs):
             check_model_available(model_name)
+        for tokenizer in dict.fromkeys(run.tokenizer for run in spec.runs if run.tokenizer):
+            check_model_available(tokenizer, "tokenizer")
     train, evals = load_data(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
     args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment

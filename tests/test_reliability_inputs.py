@@ -129,6 +129,14 @@ CASES = {
                                                       "model: {name: rftui/tiny-llama, type: seq2seq}"}),
                                          ["plan", t / "experiment.yaml"])[1],
                            r"experiment\.yaml:7: model\.type: unknown model type 'seq2seq' — use causal_lm"),
+    "model-dir-not-a-model": (lambda t, w: ((t / "notes").mkdir(), (t / "notes" / "a.txt").write_text("x"),
+                                            config(t, **{"{name: rftui/tiny-llama}": f"{{name: {t / 'notes'}}}"}),
+                                            run(t, "--workdir", w))[3],
+                              r"Cannot load model '.*/notes': that directory has no config\.json, so it holds no "
+                              r"model saved with save_pretrained"),
+    "tokenizer-dir-not-a-tokenizer": (lambda t, w: ((t / "tok").mkdir(), config(
+        t, **{"{name: rftui/tiny-llama}": f"{{name: rftui/tiny-llama, tokenizer: {t / 'tok'}}}"}),
+        run(t, "--workdir", w))[2], r"Cannot load tokenizer '.*/tok': that directory has no tokenizer_config\.json"),
     "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
                            r"rows\.jsonl is empty"),
 }

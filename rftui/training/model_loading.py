@@ -275,8 +275,18 @@ def check_model_available(name: str, what: str = "model") -> None:
     if is_builtin(name):
         return
     if _is_local_path_name(name):
-        if not os.path.isdir(os.path.expanduser(name)):
+        path = os.path.expanduser(name)
+        if not os.path.isdir(path):
             raise _load_error(name, what, None, "local")
+        tokenizer = what == "tokenizer"
+        marker = "tokenizer_config.json" if tokenizer else "config.json"
+        markers = ("tokenizer_config.json", "tokenizer.json") if tokenizer else ("config.json", "adapter_config.json")
+        if not any(os.path.isfile(os.path.join(path, f)) for f in markers):
+            # every run would fail in its worker: say so before the experiment is created
+            raise ModelLoadError(
+                f"Cannot load {what} {name!r}: that directory has no {marker}, so it holds no {what} saved with "
+                f"save_pretrained. Point it at such a directory, give a Hugging Face id, or use the built-in model "
+                f"{TINY_LLAMA!r}.")
         return
     try:
         from huggingface_hub import try_to_load_from_cache
