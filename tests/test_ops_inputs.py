@@ -114,3 +114,21 @@ def test_a_warm_start_takes_edits_that_keep_the_adapter_or_write_out_its_default
     resolved = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": edits}, "ctl", [])
     assert resolved.status == "applied", resolved.reason
     assert ctl.runs["r3"].spec.lora["lora_alpha"] == 32 and ctl.runs["r3"].warm_start
+
+
+def test_clone_refusals_say_what_to_do(tmp_path):
+    ctl = warm_ready(tmp_path)  # r1 has done its first chunk: 2 of 4 steps
+    few = ctl.apply_op("clone", "r1", {"edits": {"max_steps": 1}}, "ctl", [])
+    assert few.reason == "the clone would have 1 optimizer step, fewer than num_chunks=2: give it at least 2 " \
+                         "(e.g. max_steps=2)"
+    done = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": {"max_steps": 2}}, "ctl", [])
+    assert done.reason == "the clone would have 2 optimizer steps, and run r1's state it starts from has done 2: " \
+                          "raise max_steps (e.g. max_steps=4) or num_train_epochs"
+    assert ctl.apply_op("clone", "r1", {}, "ctl", []).new_run_id == "r3"  # r3 has r1's label
+    assert ctl.apply_op("delete", "r3", {}, "ctl", []).status == "applied"  # pending: it never trained
+    never = ctl.apply_op("clone", "r3", {"warm_start": True}, "ctl", [])
+    assert never.reason == "run r3 is deleted and never finished a quantum: it has no state to warm-start from; " \
+                           "clone it without --warm"
+    twice = ctl.apply_op("stop", "lr=1e-3", {}, "ctl", [])
+    assert twice.reason == "label 'lr=1e-3' names 2 runs (r1, r3); give the run id"
+    assert [r for r in ctl.runs] == ["r1", "r2", "r3"]

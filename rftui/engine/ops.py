@@ -25,6 +25,13 @@ def find_run(ctl: "Controller", run_id: str | None):
     return matches[0] if len(matches) == 1 else None
 
 
+def _unknown_run(ctl: "Controller", run_id: Any) -> str:
+    matches = [r.run_id for r in ctl.runs.values() if r.spec.label == str(run_id)]
+    if len(matches) > 1:  # clones share their source's label
+        return f"label {str(run_id)!r} names {len(matches)} runs ({', '.join(matches)}); give the run id"
+    return f"no run {run_id!r} in experiment {ctl.spec.name} (runs: {', '.join(ctl.runs) or 'none'})"
+
+
 def apply(ctl: "Controller", op: str, run_id: str | None, args: dict[str, Any], out: list[Any]) -> Result:
     handler = _HANDLERS.get(op)
     if handler is None:
@@ -33,8 +40,7 @@ def apply(ctl: "Controller", op: str, run_id: str | None, args: dict[str, Any], 
         return "refused", f"{op} needs a run id (runs: {', '.join(ctl.runs) or 'none'})", None
     rec = find_run(ctl, run_id)
     if rec is None:
-        known = ", ".join(ctl.runs) or "none"
-        return "refused", f"no run {run_id!r} in experiment {ctl.spec.name} (runs: {known})", None
+        return "refused", _unknown_run(ctl, run_id), None
     return handler(ctl, rec, args, out)
 
 
@@ -186,7 +192,11 @@ def _clone(ctl, rec, args, out) -> Result:
         return "refused", "bad edit: " + "; ".join(problems), None
     if warm:
         if rec.checkpoint_dir is None:
-            return "refused", f"run {rec.run_id} has no state yet to warm-start from; wait for its first quantum", None
+            if rec.status in ("pending", "waiting", "running"):
+                return "refused", (f"run {rec.run_id} has no state yet to warm-start from; wait for its first "
+                                   "quantum"), None
+            return "refused", (f"run {rec.run_id} is {rec.status} and never finished a quantum: it has no state to "
+                               "warm-start from; clone it without --warm"), None
         fixed = warm_fixed_edits(rec.spec, edits)
         if fixed:
             what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
@@ -198,8 +208,16 @@ def _clone(ctl, rec, args, out) -> Result:
     spec = edited_spec(rec.spec, edits, new_id)
     total = total_steps(spec.training, ctl.store.get_meta("train_rows"))
     steps_done = rec.steps_done if warm else 0
-    if total is None or total <= steps_done:
-        return "refused", f"the clone would have {total} steps, not more than the {steps_done} already done", None
+    if total is None:
+        return "refused", "the clone's number of steps is unknown: set max_steps (e.g. max_steps=64)", None
+    if total <= steps_done:
+        return "refused", (f"the clone would have {total} optimizer steps, and run {rec.run_id}'s state it starts from "
+                           f"has done {steps_done}: raise max_steps (e.g. max_steps={2 * steps_done}) or "
+                           "num_train_epochs"), None
+    if total < rec.num_chunks:  # the config file's rule: every chunk needs a step
+        return "refused", (f"the clone would have {total} optimizer step{'s' if total != 1 else ''}, fewer than "
+                           f"num_chunks={rec.num_chunks}: give it at least {rec.num_chunks} "
+                           f"(e.g. max_steps={rec.num_chunks})"), None
     warm_from = None
     if warm:
         target = ctl.exp.checkpoints / new_id / "warm-source"
