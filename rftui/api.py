@@ -132,6 +132,7 @@ class Experiment:
 
     def _op(self, op: str, run: str | int, args: dict | None = None) -> str | None:
         from rftui.control import submit
+        from rftui.engine.controller import ControllerClosed
         from rftui.engine.setup import open_experiment
         from rftui.errors import OpRefused
 
@@ -140,10 +141,17 @@ class Experiment:
         run = str(run)  # state.db and the op log hold run ids as text
         controller = self.controller
         if controller is not None:  # run_fit is training in another thread
-            resolved = controller.request(op, run, args, source="api").result(timeout=30)
-            if resolved.status != "applied":
-                raise OpRefused(f"{op} {run}: refused: {resolved.reason}")
-            return resolved.new_run_id
+            try:
+                resolved = controller.request(op, run, args, source="api").result(timeout=30)
+            except ControllerClosed:  # run_fit ended just now: the op goes to the stored experiment below
+                resolved = None
+            except TimeoutError:
+                raise ExperimentError(f"experiment {self.name!r} did not answer {op} {run} within 30 s; it is "
+                                      "applied when its training loop reads it") from None
+            if resolved is not None:
+                if resolved.status != "applied":
+                    raise OpRefused(f"{op} {run}: refused: {resolved.reason}")
+                return resolved.new_run_id
         if self.exp is None:
             raise ExperimentError(f"experiment {self.name!r} has no runs yet; call run_fit first")
         exp, spec, store = open_experiment(str(self.exp.root))

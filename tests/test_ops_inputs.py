@@ -132,3 +132,22 @@ def test_clone_refusals_say_what_to_do(tmp_path):
     twice = ctl.apply_op("stop", "lr=1e-3", {}, "ctl", [])
     assert twice.reason == "label 'lr=1e-3' names 2 runs (r1, r3); give the run id"
     assert [r for r in ctl.runs] == ["r1", "r2", "r3"]
+
+
+def test_an_api_op_racing_the_end_of_run_fit_is_applied_not_left_waiting(tmp_path):
+    from rftui.engine.controller import ControllerClosed
+
+    ctl = fake_pool_controller(tmp_path)
+    ctl.start()
+    queued = ctl.request("stop", "r1", {}, "api")  # asked while the loop ran its last step
+    ctl.close()
+    assert queued.result(timeout=0).status == "applied" and ctl.store.get_run("r1")["status"] == "stopped"
+    late = ctl.request("stop", "r2", {}, "api")  # asked after the loop ended
+    with pytest.raises(ControllerClosed):
+        late.result(timeout=0)
+    exp = Experiment("edge", workdir=tmp_path)
+    exp.controller = ctl  # run_fit's finally has not cleared it yet
+    assert exp.clone_run("r2", {"learning_rate": 5e-4}) == "r3"  # applied to the stored experiment
+    exp.stop_run("r2")
+    assert {r["id"]: r["status"] for r in exp.get_runs_info().to_dict("records")} == {
+        "r1": "stopped", "r2": "stopped", "r3": "pending"}

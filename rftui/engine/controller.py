@@ -32,6 +32,10 @@ FAILURE_TAG = "rftui.failure_reason"  # the MLflow tag holding a failed run's re
 OPS_POLL_SECONDS = 0.2
 
 
+class ControllerClosed(RuntimeError):
+    """An op requested after the controller closed: nothing will serve it."""
+
+
 class Controller:
     def __init__(self, exp: ExperimentDir, spec: ExperimentSpec, store: Store, pool: Any = None,
                  sink: Any = None, data_files: dict[str, tuple[str, str | None]] | None = None):
@@ -47,6 +51,7 @@ class Controller:
         self._requests: "queue.Queue[tuple[str, str | None, dict, str, Future]]" = queue.Queue()
         self._wake_reader, self._wake_writer = Pipe(duplex=False)
         self._wake_lock = threading.Lock()
+        self._closed = False  # guarded by _wake_lock: no request is queued after close() drained the queue
         self._last_ops_poll = 0.0
         self._dead_seen: set[int] = set()
         self._points: list[tuple] = []
@@ -146,6 +151,9 @@ class Controller:
             self.pool.send(worker_id, Preempt(run_id, "shutdown"))
 
     def close(self) -> None:
+        with self._wake_lock:
+            self._closed = True
+        self._serve_requests()  # ops queued while the last step ran are applied (an API caller waits on them)
         status = "finished" if self.scheduler.is_finished() else "interrupted"
         self.store.set_meta("status", status)
         self.store.set_meta("controller_pid", None)
@@ -380,8 +388,11 @@ class Controller:
     def request(self, op: str, run_id: str | None, args: dict | None = None, source: str = "api") -> Future:
         """Thread-safe: queue an op for the controller's thread; the Future gets the OpResolved."""
         future: Future = Future()
-        self._requests.put((op, run_id, dict(args or {}), source, future))
         with self._wake_lock:
+            if self._closed:  # the caller applies it to the stored experiment instead
+                future.set_exception(ControllerClosed(f"experiment {self.spec.name}'s controller has closed"))
+                return future
+            self._requests.put((op, run_id, dict(args or {}), source, future))
             self._wake_writer.send_bytes(b"!")
         return future
 
