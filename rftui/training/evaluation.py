@@ -66,6 +66,14 @@ def prompt_and_reference(row: Mapping[str, Any]) -> tuple[Any, str]:
     return prompt, reference.strip()
 
 
+def can_generate(row: Mapping[str, Any]) -> bool:
+    """Whether a data row has a prompt to generate from and a reference to compare with (plain text has not)."""
+    if row.get("prompt") is not None and row.get("completion") is not None:
+        return True
+    messages = row.get("messages")
+    return isinstance(messages, list) and any(m.get("role") != "assistant" for m in messages if isinstance(m, Mapping))
+
+
 def _prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
     if isinstance(prompt, list):
         out = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
@@ -78,10 +86,12 @@ def _prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
 @torch.no_grad()
 def generate_predictions(model: Any, tokenizer: Any, rows: list[Mapping[str, Any]], generation: Mapping[str, Any],
                          *, device: str, amp_dtype: torch.dtype | None = None,
-                         default_seed: int = 0) -> tuple[list[str], list[str]]:
+                         default_seed: int = 0, max_length: int | None = None) -> tuple[list[str], list[str]]:
     """Generate completions for up to `generation["num_samples"]` (default 8) rows, left-padded batches of
     `generation["batch_size"]` (default 8). Sampling draws from a generator seeded with `generation["seed"]`
-    (default: the run's seed) so it is reproducible; the caller restores the training RNG afterwards."""
+    (default: the run's seed) so it is reproducible; the caller restores the training RNG afterwards.
+    With `max_length` (the training one), a longer prompt keeps its last tokens so that prompt and answer fit in
+    it: the model never trained on more, and an untruncated long prompt could need more memory than there is."""
     num = int(generation.get("num_samples", 8))
     batch_size = max(1, int(generation.get("batch_size", 8)))
     gen_kwargs = {k: v for k, v in generation.items() if k not in GENERATION_OWN_KEYS}
@@ -91,6 +101,7 @@ def generate_predictions(model: Any, tokenizer: Any, rows: list[Mapping[str, Any
     gen_kwargs.setdefault("pad_token_id", pad_id)
     if tokenizer.eos_token_id is not None:
         gen_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
+    keep = max(int(max_length) - int(gen_kwargs["max_new_tokens"]), 1) if max_length else None
     pairs = [prompt_and_reference(r) for r in rows[: max(0, num)]]
     predictions: list[str] = []
     references = [ref for _, ref in pairs]
@@ -100,6 +111,8 @@ def generate_predictions(model: Any, tokenizer: Any, rows: list[Mapping[str, Any
     try:
         for start in range(0, len(pairs), batch_size):
             encoded = [_prompt_ids(tokenizer, p) for p, _ in pairs[start:start + batch_size]]
+            if keep is not None:
+                encoded = [ids[-keep:] for ids in encoded]  # the end holds the question and the generation prompt
             width = max(len(ids) for ids in encoded)
             input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
             attention = torch.zeros((len(encoded), width), dtype=torch.long)

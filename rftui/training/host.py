@@ -22,7 +22,7 @@ from rftui.training.bases import (
     ModelLoader, ResidentBase, ResidentBases, default_loader, load_model, place_model,
 )
 from rftui.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rftui.training.evaluation import autocast_for, eval_loss, generate_predictions
+from rftui.training.evaluation import autocast_for, can_generate, eval_loss, generate_predictions
 from rftui.training.export import export_final, safe_name
 from rftui.training.lora_check import missing_targets
 from rftui.training.loop import log_metrics, train_one_step, wants_eval, wants_log
@@ -31,7 +31,9 @@ from rftui.training.offload import bring_to_device, offload_to_host
 from rftui.training.run_state import (
     LogSchedule, RunState, capture_checkpoint, capture_rng, preserved_rng, restore_rng, restore_run,
 )
-from rftui.training.sft_setup import PreparedDataCache, build_sft_config, build_trainer, seed_train_sampler
+from rftui.training.sft_setup import (
+    PreparedDataCache, build_sft_config, build_trainer, dropped_rows, seed_train_sampler,
+)
 from rftui.training.warm_start import apply_warm_start, check_warm_compatible
 
 
@@ -130,7 +132,7 @@ class TrainingHost:
                         break
             if preempted is None and run.global_step > steps_before:
                 t_eval = time.perf_counter()
-                metrics = self._generation_metrics(run)
+                metrics = self._generation_metrics(run, emit)
                 eval_s += time.perf_counter() - t_eval
                 if metrics:
                     emit(EvalDone(run_id, run.global_step, metrics))
@@ -273,6 +275,11 @@ class TrainingHost:
         eval_for_loss = cmd.eval_path if run_args.eval_strategy != "no" else None  # generation reads raw rows
         trainer = build_trainer(model, base.tokenizer, run_args, train_path=cmd.train_path, eval_path=eval_for_loss,
                                 tokenizer_key=tokenizer_key, cache=self._data)
+        dropped, given = dropped_rows(trainer, self._data, cmd.train_path)
+        if dropped:
+            self._warn_once(emit, run_id, f"run {run_id}: {dropped} of {given} training rows dropped: their prompt "
+                                          f"fills max_length={trainer.args.max_length}, leaving no completion token "
+                                          "(raise training.max_length to keep them)")
         if adapter is not None:  # TRL patches the base's forward in every SFTTrainer; keep exactly one patch
             if base.fused_forward is None:
                 base.fused_forward = base.model.__dict__.get("forward")
@@ -412,14 +419,18 @@ class TrainingHost:
             run.lr_scheduler.step(metrics["eval_loss"])
         return metrics
 
-    def _generation_metrics(self, run: RunState) -> dict[str, float] | None:
+    def _generation_metrics(self, run: RunState, emit: Callable) -> dict[str, float] | None:
         gen = dict(run.spec.generation)
         if not run.eval_rows or not gen.get("enabled", True) or int(gen.get("num_samples", 8)) <= 0:
+            return None
+        if not can_generate(run.eval_rows[0]):  # plain text rows: no prompt to answer, no reference to compare
+            self._warn_once(emit, run.run_id, f"run {run.run_id}: the eval rows are plain text, with no prompt and "
+                            "reference completion: ROUGE/BLEU are skipped (eval_loss is still computed)")
             return None
         with preserved_rng():
             predictions, references = generate_predictions(
                 run.model, run.trainer.processing_class, run.eval_rows, gen, device=self.device,
-                amp_dtype=run.amp_dtype, default_seed=run.seed)
+                amp_dtype=run.amp_dtype, default_seed=run.seed, max_length=run.trainer.args.max_length)
         return generation_metrics(predictions, references, run.spec.compute_metrics, self._hooks,
                                   self._hooks_base_dir)
 

@@ -182,7 +182,9 @@ def build_trainer(model: Any, tokenizer: Any, run_args: RunArgs, *, train_path: 
         # Already TRL-prepared: tell TRL not to run preparation (a second pass could e.g. re-shuffle).
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
     else:
-        train_ds = Dataset.from_list(cache.rows(train_path))
+        rows = cache.rows(train_path)
+        _check_chat_template(tokenizer, args, rows[0])
+        train_ds = Dataset.from_list(rows)
         eval_ds = Dataset.from_list(cache.rows(eval_path)) if eval_path else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -194,10 +196,50 @@ def build_trainer(model: Any, tokenizer: Any, run_args: RunArgs, *, train_path: 
             raise DataError(f"TRL could not prepare {train_path}"
                             f"{' / ' + eval_path if eval_path else ''}: {type(exc).__name__}: {exc}") from exc
     if not cached:
+        _check_not_emptied(trainer.train_dataset, "training", len(train_ds), args)
+        if eval_ds is not None:
+            _check_not_emptied(trainer.eval_dataset, "eval", len(eval_ds), args)
         cache.put(train_key, trainer.train_dataset)
         if eval_key is not None:
             cache.put(eval_key, trainer.eval_dataset)
     return trainer
+
+
+def _check_chat_template(tokenizer: Any, args: Any, row: Mapping[str, Any]) -> None:
+    """Conversational rows need the tokenizer's chat template; TRL's own message names neither model nor fix."""
+    conversational = isinstance(row.get("prompt"), list) or isinstance(row.get("messages"), list)
+    if not conversational or getattr(tokenizer, "chat_template", None) or getattr(args, "chat_template_path", None):
+        return
+    name = getattr(tokenizer, "name_or_path", "") or "the model"
+    raise DataError(f"the tokenizer of {name!r} has no chat template, so the rows' chat messages cannot be turned into "
+                    "text. Use a model (or model.tokenizer) that has one, such as an -Instruct or -chat variant; set "
+                    "training.chat_template_path to a template file; or format the rows as plain text with a "
+                    'formatting function returning {"prompt": str, "completion": str} or {"text": str}')
+
+
+def _check_not_emptied(dataset: Any, split: str, given: int, args: Any) -> None:
+    """TRL drops rows whose prompt alone fills max_length (nothing left to learn); all of them gone used to fail
+    later with `num_samples=0` or a bare StopIteration."""
+    try:
+        kept = len(dataset)
+    except TypeError:  # an iterable dataset: not counted
+        return
+    if kept == 0 and given > 0:
+        raise DataError(f"all {given} {split} rows were dropped: with max_length={args.max_length} "
+                        f"(training.max_length) each one's prompt fills every token, leaving no completion token to "
+                        "learn from. Raise training.max_length, shorten the prompts, or set training.truncation_mode: "
+                        "keep_end")
+
+
+def dropped_rows(trainer: Any, cache: PreparedDataCache, train_path: str) -> tuple[int, int]:
+    """(rows TRL dropped as too long, rows given) of a trainer's training data."""
+    given = len(cache.rows(train_path))
+    if getattr(trainer.args, "packing", False):  # packed rows are merged, not dropped
+        return 0, given
+    try:
+        return max(given - len(trainer.train_dataset), 0), given
+    except TypeError:
+        return 0, given
 
 
 def seed_train_sampler(dataloader: Any, seed: int) -> None:
