@@ -179,3 +179,41 @@ def test_model_kwargs_that_cannot_load_or_be_stored_are_config_problems():
     assert problems({"hook": object()}) == [
         "configs.model_kwargs.hook: a value of type object cannot be stored with the experiment (a resume reads it "
         "back) — give plain values: strings, numbers, lists and dicts"]
+
+
+# --------------------------------------------------------------------------- the config's data section
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("{path: data/support.jsonl, select: [0, 16], shuffle_seed: 0}", "5",
+     "x.yaml:10: data.train: expected a data source, got int 5"),
+    ("{path: data/support.jsonl, select: [0, 16], shuffle_seed: 0}", "{path: 123}",
+     "x.yaml:10: data.train.path: expected text, got int 123 — e.g. path: data/train.jsonl"),
+    ("{path: data/support.jsonl, select: [300, 304]}", "{hub: 5}", "x.yaml:11: data.eval.hub: expected text, got int 5"),
+    ("data/support.jsonl, select: [0, 16]", "data, select: [0, 16]",
+     "x.yaml:10: data.train.path: {samples}/data is a folder, not a data file"),
+    ("data/support.jsonl, select: [0, 16]", "data/generate_support_data.py, select: [0, 16]",
+     "x.yaml:10: data.train.path: data file {samples}/data/generate_support_data.py has an unsupported type '.py'"),
+    ("\n  eval:", "\n  prompt_field: 5\n  eval:", "x.yaml:11: data.prompt_field: expected text, got int 5"),
+    ("\n  eval:", "\n  system_prompt: [a]\n  eval:", "x.yaml:11: data.system_prompt: expected text, got list ['a']"),
+])
+def test_data_section_values_are_checked_at_their_line(old, new, expected):
+    from rftui.config.problems import ConfigError
+    from rftui.config.yaml_config import parse_experiment
+
+    text = (SAMPLES / "smoke.yaml").read_text()
+    assert old in text
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(text.replace(old, new, 1), "x.yaml", SAMPLES)
+    assert expected.format(samples=SAMPLES) in str(err.value), str(err.value)
+    assert len(err.value.problems) == 1
+
+
+def test_a_data_path_may_start_with_home(tmp_path, monkeypatch):
+    from rftui.config.yaml_config import parse_experiment
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "rows.jsonl").write_text('{"instruction": "a", "response": "b"}\n')
+    text = (SAMPLES / "smoke.yaml").read_text().replace("data/support.jsonl, select: [0, 16]", "~/rows.jsonl")
+    spec = parse_experiment(text, "x.yaml", SAMPLES)
+    assert spec.data.train["path"] == str(tmp_path / "rows.jsonl")

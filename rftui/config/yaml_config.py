@@ -111,15 +111,19 @@ class _Reader:
             return None
         if isinstance(value, str):
             value = {"path": value}
+        if not isinstance(value, dict):
+            self.add(path, f"expected a data source, got {type(value).__name__} {value!r}",
+                     "e.g. {path: data/train.jsonl} or {hub: org/dataset, split: train}")
+            return {}
         src = self.mapping(value, path, SOURCE_KEYS)
         if ("path" in src) == ("hub" in src):
             self.add(path, "give exactly one of `path` (a local JSONL/CSV/Parquet file) or `hub` (a datasets id)", "")
-        if isinstance(src.get("path"), str):
-            file = (self.base_dir / src["path"]).resolve()
-            if not file.is_file():
-                self.add(f"{path}.path", f"data file {file} does not exist",
-                         "check the path (it is relative to the YAML file)")
-            src["path"] = str(file)
+        for key, example in (("path", "data/train.jsonl"), ("hub", "org/dataset"), ("split", "train")):
+            if key in src and (not isinstance(src[key], str) or not src[key].strip()):
+                self.add(f"{path}.{key}", f"expected text, got {type(src[key]).__name__} {src[key]!r}",
+                         f"e.g. {key}: {example}")
+        if isinstance(src.get("path"), str) and src["path"].strip():
+            self._data_file(src, path)
         if "path" in src and src.get("split") is not None:
             self.add(f"{path}.split", "`split` applies to `hub:` datasets only; a local file has no splits",
                      "remove it, or point `path` at the file that holds that split")
@@ -131,6 +135,20 @@ class _Reader:
         if src.get("shuffle_seed") is not None:
             self.integer(src["shuffle_seed"], f"{path}.shuffle_seed", 0, 0)
         return src
+
+    def _data_file(self, src: dict, path: str) -> None:
+        from rftui.data.sources import SUPPORTED_SUFFIXES
+
+        file = (self.base_dir / Path(src["path"]).expanduser()).resolve()
+        hint = "check the path (it is relative to the YAML file)"
+        if file.is_dir():
+            self.add(f"{path}.path", f"{file} is a folder, not a data file", f"name a {', '.join(SUPPORTED_SUFFIXES)} file")
+        elif not file.is_file():
+            self.add(f"{path}.path", f"data file {file} does not exist", hint)
+        elif file.suffix.lower() not in SUPPORTED_SUFFIXES:
+            self.add(f"{path}.path", f"data file {file} has an unsupported type {file.suffix or '(none)'!r}",
+                     f"use a {', '.join(SUPPORTED_SUFFIXES)} file")
+        src["path"] = str(file)
 
     def space(self, value: Any, path: str, random: bool) -> dict:
         keys = SPACE_KEYS if random else tuple(k for k in SPACE_KEYS if k not in ("num_runs", "seed"))
@@ -235,6 +253,13 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     train_src = r.source(data.get("train"), "data.train")
     eval_src = r.source(data.get("eval"), "data.eval")
     formatting = r.hook(data.get("formatting"), "data.formatting")
+    for key in ("system_prompt", "prompt_field", "completion_field"):
+        value = data.get(key)
+        if key in data and not (isinstance(value, str) and (value.strip() or key == "system_prompt")) and not (
+                key == "system_prompt" and value is None):
+            r.add(f"data.{key}", f"expected text, got {type(value).__name__} {value!r}",
+                  "a column name, e.g. prompt_field: question" if key != "system_prompt"
+                  else "e.g. system_prompt: You are a helpful assistant. (null for none)")
     training = r.args("training", top.get("training"), "training")
     lora = None if top.get("lora") is None and "lora" in top else r.args("lora", top.get("lora"), "lora")
     generation = r.args("generation", top.get("generation"), "generation")
