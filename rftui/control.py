@@ -74,6 +74,12 @@ def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, 
 
 def _apply_offline(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, args: dict[str, Any],
                    source: str) -> dict[str, Any]:
+    from rftui.engine.setup import forget_cut_work
+
+    # An owner killed mid-quantum left points past its runs' checkpoints; `show` hides them while a run is
+    # still `running`, but a run stopped or deleted here would show them for good. Drop them first, as
+    # `rftui resume` would (nothing shown changes: show already stops at each checkpoint).
+    forget_cut_work(store)
     controller = offline_controller(exp, spec, store)
     try:
         resolved = controller.apply_op(op, run_id, args, source, [])

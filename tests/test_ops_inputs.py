@@ -151,3 +151,23 @@ def test_an_api_op_racing_the_end_of_run_fit_is_applied_not_left_waiting(tmp_pat
     exp.stop_run("r2")
     assert {r["id"]: r["status"] for r in exp.get_runs_info().to_dict("records")} == {
         "r1": "stopped", "r2": "stopped", "r3": "pending"}
+
+
+def test_an_op_on_an_experiment_whose_process_was_killed_mid_quantum_drops_the_cut_work(tmp_path):
+    from rftui.control import submit
+    from rftui.report import show_data
+
+    store = fake_experiment(tmp_path).store
+    exp = Experiment("exp", workdir=tmp_path).exp
+    store.update_run("r1", status="running", steps_done=2, chunks_done=1)  # checkpointed at step 2, then cut
+    store.start_quantum("r1", 1, 0, 2, 4)
+    store.add_metrics_batch([("r1", step, "loss", 1.0 / step, "train", 0.0) for step in (1, 2, 3)])
+    store.set_meta("status", "running")
+    store.set_meta("controller_pid", 2 ** 22 + 12345)  # no such process: the owner was killed
+    assert show_data(exp, store)["runs"][0]["status"] == "interrupted"
+    spec = replace(load_experiment_file(SAMPLES / "smoke.yaml"), name="exp")
+    assert submit(exp, spec, store, "stop", "r1", {})["status"] == "applied"
+    run = show_data(exp, store)["runs"][0]
+    assert (run["status"], run["steps_done"], run["metrics"]["loss"]) == ("stopped", 2, 0.5)  # not step 3's
+    assert store.metric_series("r1", "loss") == [(1, 1.0), (2, 0.5)]
+    assert [q["status"] for q in store.list_quanta("r1")] == ["lost"]
