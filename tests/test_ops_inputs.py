@@ -171,3 +171,20 @@ def test_an_op_on_an_experiment_whose_process_was_killed_mid_quantum_drops_the_c
     assert (run["status"], run["steps_done"], run["metrics"]["loss"]) == ("stopped", 2, 0.5)  # not step 3's
     assert store.metric_series("r1", "loss") == [(1, 1.0), (2, 0.5)]
     assert [q["status"] for q in store.list_quanta("r1")] == ["lost"]
+
+
+def test_resume_refusals_say_what_to_do_instead(tmp_path):
+    ctl = fake_pool_controller(tmp_path, workers=2)
+    ctl.start()
+    ctl.step(0)
+    ctl.step(0)  # r1 and r2 running
+    assert ctl.apply_op("stop", "r1", {}, "ctl", []).status == "applied"
+    assert ctl.apply_op("resume", "r1", {}, "ctl", []).reason == (
+        "run r1 is running; only stopped runs can be resumed; it stops at its next optimizer step: resume it after that")
+    assert ctl.apply_op("delete", "r2", {}, "ctl", []).status == "applied"
+    while ctl.pool.in_flight:
+        ctl.pool.finish_one()
+    ctl.step(0)
+    assert ctl.apply_op("resume", "r1", {}, "ctl", []).status == "applied"  # stopped now
+    assert ctl.apply_op("resume", "r2", {}, "ctl", []).reason == (
+        "run r2 is deleted; only stopped runs can be resumed; clone it to train its config again")

@@ -59,9 +59,19 @@ def _stop(ctl, rec, args, out) -> Result:
     return "applied", None, None
 
 
+_RESUME_HINTS = {
+    "completed": "; to train it further, clone it with --warm and a larger max_steps",
+    "failed": "; clone it to try again (`rftui show` has its reason)",
+    "deleted": "; clone it to train its config again",
+}
+
+
 def _resume(ctl, rec, args, out) -> Result:
     if rec.status != "stopped":
-        return "refused", f"run {rec.run_id} is {rec.status}; only stopped runs can be resumed", None
+        hint = _RESUME_HINTS.get(rec.status, "")
+        if rec.status == "running" and rec.pending_preempt == "stop":
+            hint = "; it stops at its next optimizer step: resume it after that"
+        return "refused", f"run {rec.run_id} is {rec.status}; only stopped runs can be resumed{hint}", None
     ctl.scheduler.on_run_resumed(rec.run_id)
     ctl._set_status(rec, "waiting", out, reason="")
     if ctl.store.get_meta("status") == "finished":  # it ended with this run stopped: `rftui resume` trains it
