@@ -100,3 +100,20 @@ def test_plain_text_rows_train_and_skip_rouge_with_a_warning_and_all_rows_too_lo
     shown = cli("show", "long", "--workdir", tmp_path, "--json", env=ENV)
     reasons = {run["id"]: run["reason"] for run in json.loads(shown.stdout)["runs"]}
     assert reasons["r1"].startswith("DataError: all 16 training rows were dropped: with max_length=128"), reasons
+
+
+@pytest.mark.parametrize("kwargs,detail", [
+    ({"foo_bar": 1}, "unexpected keyword argument 'foo_bar'"),
+    ({"attn_implementation": "nope"}, 'attn_implementation="nope"` is not supported'),
+])
+def test_model_kwargs_that_do_not_fit_the_built_in_model_are_named_as_such(kwargs, detail):
+    from rftui.errors import ModelLoadError
+    from rftui.training.model_loading import load_model_and_tokenizer
+
+    with pytest.raises(ModelLoadError) as err:
+        load_model_and_tokenizer("rftui/tiny-llama", kwargs)
+    message = str(err.value)
+    assert message.startswith("Cannot load model 'rftui/tiny-llama' with its settings ("), message
+    assert detail in message and "no such directory" not in message
+    assert message.endswith("Fix or remove the model kwargs that do not apply to it (model.kwargs in a config file, "
+                            "model_kwargs from Python).")

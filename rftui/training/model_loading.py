@@ -166,11 +166,17 @@ def _is_local_path_name(name: str) -> bool:
 
 
 def _load_error(name: str, what: str, exc: BaseException | None, reason: str) -> ModelLoadError:
-    """`reason`: "local" (a path), "offline" (offline mode set), "unreachable" (no hub) or "hub"."""
+    """`reason`: "local" (a path), "offline" (offline mode set), "unreachable" (no hub), "hub", or "kwargs" (the
+    model was found but its keyword arguments do not fit it)."""
     detail = " ".join(str(exc).split()) if exc is not None else ""
     if len(detail) > 300:
         detail = detail[:297] + "..."
     detail = f" ({detail})" if detail else ""
+    if reason == "kwargs" or (reason == "local" and is_builtin(name)):  # the files are there: the settings failed
+        return ModelLoadError(
+            f"Cannot load {what} {name!r} with its settings{detail}. Fix or remove the model kwargs that do not "
+            "apply to it (model.kwargs in a config file, model_kwargs from Python)."
+        )
     if reason == "local":
         if not os.path.exists(os.path.expanduser(name)):
             return ModelLoadError(
@@ -179,7 +185,7 @@ def _load_error(name: str, what: str, exc: BaseException | None, reason: str) ->
             )
         return ModelLoadError(
             f"Cannot load {what} {name!r} from that local directory{detail}. Check that it holds a model saved "
-            f"with save_pretrained, or use the built-in model {TINY_LLAMA!r}."
+            f"with save_pretrained and that the model kwargs apply to it, or use the built-in model {TINY_LLAMA!r}."
         )
     where = {
         "offline": "it is not in the local Hugging Face cache and offline mode (HF_HUB_OFFLINE) is set",
@@ -213,6 +219,8 @@ def _from_pretrained(loader, name: str, path: str, what: str, kwargs: dict):
         return loader.from_pretrained(path, **kwargs)
     except ModelLoadError:
         raise
+    except TypeError as exc:  # an unknown keyword reached the model's constructor
+        raise _load_error(name, what, exc, "kwargs") from exc
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise _load_error(name, what, exc, reason) from exc
 
