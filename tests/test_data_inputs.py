@@ -217,3 +217,13 @@ def test_a_data_path_may_start_with_home(tmp_path, monkeypatch):
     text = (SAMPLES / "smoke.yaml").read_text().replace("data/support.jsonl, select: [0, 16]", "~/rows.jsonl")
     spec = parse_experiment(text, "x.yaml", SAMPLES)
     assert spec.data.train["path"] == str(tmp_path / "rows.jsonl")
+
+
+def test_each_split_is_taken_in_its_own_shape(tmp_path):
+    train = [{"prompt": "where is my order", "completion": "on its way"}] * 3
+    evals = [{"instruction": "where is my order", "response": "on its way"}]
+    formatted, failed = format_splits(smoke_spec(tmp_path), train, evals)
+    assert failed == {}
+    (train_out, eval_out), = formatted.values()
+    assert train_out == train
+    assert eval_out[0]["completion"] == [ASSISTANT] and eval_out[0]["prompt"][-1] == USER

@@ -60,8 +60,8 @@ class TrlColumns:
         missing = [k for k in self.keys if k not in row]
         if missing:
             raise RowError(f"has no {' or '.join(repr(k) for k in missing)} field (it has {_fields(row)}), "
-                           f"while the first row has {' and '.join(map(repr, self.keys))}; give every row the "
-                           "same columns")
+                           f"while row 0 has {' and '.join(map(repr, self.keys))}; give every row the same "
+                           "columns")
         return {k: row[k] for k in self.keys}
 
 

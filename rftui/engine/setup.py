@@ -96,7 +96,7 @@ def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
 def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: Sequence[dict] | None
                   ) -> tuple[dict[str, tuple[list[dict], list[dict] | None]], dict[str, RftuiError]]:
     """Formatted (prompt/completion) rows per distinct formatting hook of the runs, and the hooks that failed."""
-    from rftui.data.formatting import TrlColumns, format_rows
+    from rftui.data.formatting import format_rows
 
     base_dir = Path(spec.data.base_dir) if spec.data else Path(".")
     out: dict[str, tuple[list[dict], list[dict] | None]] = {}
@@ -105,19 +105,25 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
         key = hook_name(run.formatting_func) or "default"
         if key in out or key in failed:
             continue
-        shape = _trl_shape(spec, train_rows[0]) if run.formatting_func is None and train_rows else None
-        if shape is not None:  # rows already in a shape TRL trains on: kept as they are
-            func = TrlColumns(shape)
-        else:
-            func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
+        func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
         try:
-            train = format_rows(train_rows, func, *_origin(spec, "train", train_rows))
-            evals = format_rows(eval_rows, func, *_origin(spec, "eval", eval_rows)) if eval_rows else None
+            train = format_rows(train_rows, _formatter(spec, run, func, train_rows), *_origin(spec, "train", train_rows))
+            evals = format_rows(eval_rows, _formatter(spec, run, func, eval_rows),
+                                *_origin(spec, "eval", eval_rows)) if eval_rows else None
         except RftuiError as exc:  # only the runs using this formatter fail
             failed[key] = exc
             continue
         out[key] = (train, evals)
     return out, failed
+
+
+def _formatter(spec: ExperimentSpec, run: Any, func: Callable, rows: Sequence[dict]) -> Callable:
+    """`func`, or, without a formatting function, TrlColumns for rows already in a shape TRL trains on (each split
+    on its own: eval rows may come as instruction/response while the training rows are prompt/completion)."""
+    from rftui.data.formatting import TrlColumns
+
+    shape = _trl_shape(spec, rows[0]) if run.formatting_func is None and rows else None
+    return TrlColumns(shape) if shape is not None else func
 
 
 def _origin(spec: ExperimentSpec, split: str, rows: Sequence[dict]) -> tuple[str, list[int] | None, Any]:

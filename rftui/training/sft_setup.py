@@ -182,10 +182,11 @@ def build_trainer(model: Any, tokenizer: Any, run_args: RunArgs, *, train_path: 
         # Already TRL-prepared: tell TRL not to run preparation (a second pass could e.g. re-shuffle).
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
     else:
-        rows = cache.rows(train_path)
-        _check_chat_template(tokenizer, args, rows[0])
+        rows, eval_rows = cache.rows(train_path), (cache.rows(eval_path) if eval_path else None)
+        for first in (rows[0], *(eval_rows[:1] if eval_rows else ())):
+            _check_chat_template(tokenizer, args, first)
         train_ds = Dataset.from_list(rows)
-        eval_ds = Dataset.from_list(cache.rows(eval_path)) if eval_path else None
+        eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
