@@ -188,3 +188,15 @@ def test_resume_refusals_say_what_to_do_instead(tmp_path):
     assert ctl.apply_op("resume", "r1", {}, "ctl", []).status == "applied"  # stopped now
     assert ctl.apply_op("resume", "r2", {}, "ctl", []).reason == (
         "run r2 is deleted; only stopped runs can be resumed; clone it to train its config again")
+
+
+def test_clone_edits_named_twice_or_by_a_labels_short_name_are_refused_with_the_fix(tmp_path):
+    ctl = fake_pool_controller(tmp_path)
+    twice = ctl.apply_op("clone", "r1", {"edits": ["learning_rate=5e-4", "training.learning_rate=1e-4"]}, "ctl", [])
+    assert twice.reason == ("bad edit: learning_rate is given twice (--set learning_rate=5e-4, "
+                            "--set training.learning_rate=1e-4); keep one")
+    short = ctl.apply_op("clone", "r1", {"edits": ["lr=5e-4", "warmup=0.1"]}, "ctl", [])
+    assert short.reason == ("bad edit: lr: `lr` is a label's short name; write learning_rate (e.g. learning_rate=5e-4);"
+                            " warmup: `warmup` is a label's short name; write warmup_ratio or warmup_steps "
+                            "(e.g. warmup_ratio=0.1)")
+    assert list(ctl.runs) == ["r1", "r2"]

@@ -143,9 +143,15 @@ def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
         items = [(key, value, None) for key, value in raw.items()]
     else:
         items = [(*str(item).partition("=")[::2], str(item)) for item in raw]
-    edits, problems = {}, []
+    edits, problems, given = {}, [], {}
     for key, value, text in items:
         key = str(key).strip()
+        name = key.removeprefix("training.")
+        said = f"--set {text.strip()}" if text is not None else repr(key)
+        if name in given:  # the last would win without a word
+            problems.append(f"{name} is given twice ({given[name]}, {said}); keep one")
+            continue
+        given[name] = said
         if not key:
             problems.append(f"edit {value!r} has no knob name; write knob=value, e.g. learning_rate=5e-4")
             continue
@@ -160,8 +166,23 @@ def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
                 except yaml.YAMLError:
                     problems.append(f"{key}: cannot read value {value!r}")
                     continue
-        edits[key.removeprefix("training.")] = value
+        edits[name] = value
     return edits, problems
+
+
+def short_name_problems(edits: dict[str, Any]) -> list[str]:
+    """Edits named by a label's short name (`lr=5e-4`, as a run's label shows it): say the knob's own name."""
+    from rftui.config.expand import _SHORT_NAMES
+    from rftui.config.rules import known_args
+
+    problems = []
+    for name in list(edits):
+        full = [knob for knob, short in _SHORT_NAMES.items() if short == name and knob != "model_name"]
+        if full and name not in known_args("training"):
+            value = edits.pop(name)
+            problems.append(f"{name}: `{name}` is a label's short name; write {' or '.join(full)} "
+                            f"(e.g. {full[0]}={value})")
+    return problems
 
 
 def edited_spec(source, edits: dict[str, Any], run_id: str):
@@ -195,6 +216,7 @@ def _clone(ctl, rec, args, out) -> Result:
 
     warm = bool(args.get("warm_start") or args.get("warm"))
     edits, problems = parse_edits(args.get("edits") or args.get("set"))
+    problems += short_name_problems(edits)
     problems += [str(p) for p in validate_knobs(edits)]
     if rec.spec.lora is None and any(k.startswith("lora.") for k in edits):
         problems.append(f"run {rec.run_id} is full fine-tuning; it has no LoRA knobs to edit")
