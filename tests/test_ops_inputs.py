@@ -200,3 +200,21 @@ def test_clone_edits_named_twice_or_by_a_labels_short_name_are_refused_with_the_
                             " warmup: `warmup` is a label's short name; write warmup_ratio or warmup_steps "
                             "(e.g. warmup_ratio=0.1)")
     assert list(ctl.runs) == ["r1", "r2"]
+
+
+def test_an_owner_killed_but_not_yet_reaped_is_dead(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from rftui.engine.liveness import is_alive, start_time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = start_time(child.pid)
+    assert is_alive(child.pid, started)
+    child.kill()
+    time.sleep(0.3)  # a zombie until waited for: `rftui ctl` queued its op for it and waited 10 s
+    try:
+        assert not is_alive(child.pid, started)
+    finally:
+        child.wait()

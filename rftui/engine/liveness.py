@@ -30,7 +30,18 @@ def is_alive(pid: int, started: str | None) -> bool:
         pass
     except OSError:
         return False
+    if _is_zombie(pid):  # killed, not yet reaped by its parent: it serves nothing
+        return False
     if started:
         now = start_time(pid)
         return now is None or now == started
     return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2:][:1] in ("Z", "X")
