@@ -227,3 +227,19 @@ def test_each_split_is_taken_in_its_own_shape(tmp_path):
     (train_out, eval_out), = formatted.values()
     assert train_out == train
     assert eval_out[0]["completion"] == [ASSISTANT] and eval_out[0]["prompt"][-1] == USER
+
+
+def test_an_uncached_hub_dataset_with_no_hub_fails_at_once(monkeypatch, tmp_path):
+    import datasets
+
+    from rftui.data import sources
+    from rftui.training import model_loading
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(model_loading, "hub_reachable", lambda: False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("retried the network"))
+    with pytest.raises(DataError, match=r"Hub dataset 'org/data' is not cached on this machine and the Hugging Face "
+                                        r"Hub cannot be reached"):
+        sources.load_rows({"hub": "org/data"})

@@ -517,6 +517,11 @@ def _load_hub(spec: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
     if offline and not _is_cached(hub_id):
         raise _not_cached_error(hub_id, "offline mode is on (HF_HUB_OFFLINE / "
                                         "HF_DATASETS_OFFLINE)")
+    if not _is_cached(hub_id):
+        from rftui.training.model_loading import hub_reachable
+
+        if not hub_reachable():  # `datasets` would retry for ~25 s, printing each attempt, to the same end
+            raise _not_cached_error(hub_id, "the Hugging Face Hub cannot be reached")
     import datasets  # heavy: only when a Hub source is actually loaded
 
     try:

@@ -157,6 +157,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return ok
 
 
+hub_reachable = _hub_reachable  # for the data loader, which has the same question about Hub datasets
+
+
 def _is_local_path_name(name: str) -> bool:
     """Whether `name` is meant as a filesystem path rather than a hub id ("org/model")."""
     if name.startswith(("/", "./", "../", "~")) or name in {".", ".."} or os.path.exists(os.path.expanduser(name)):
