@@ -69,7 +69,7 @@ CASES = {
     "rows-missing-fields": (lambda t, w: (config(t, data=rows_file(t, [SMOKE_ROW] * 3 + [{"instruction": "hi"}]
                                                                    + [SMOKE_ROW] * 12)),
                                           run(t, "--workdir", w))[1],
-                            r"train data \(data file .*rows\.jsonl\) row 3: has no field 'response' \(it has "
+                            r"train data \(data file .*rows\.jsonl\) row 3 \(line 4\): has no field 'response' \(it has "
                             r"'instruction'\); every row needs 'instruction' and 'response'"),
     "empty-dataset": (lambda t, w: (config(t, data=rows_file(t, [])), run(t, "--workdir", w))[1],
                       r"rows\.jsonl is empty"),
