@@ -51,6 +51,8 @@ def test_format_rows_checks_plain_and_conversational_shapes():
         format_rows([{}], lambda r: {"prompt": "q", "completion": [ASSISTANT]})
     with pytest.raises(DataError, match=r"row 0: .*last message is not the assistant's"):
         format_rows([{}], lambda r: {"messages": [ASSISTANT, USER]})
+    with pytest.raises(DataError, match=r'row 0: .*"messages" with only assistant messages'):
+        format_rows([{}], lambda r: {"messages": [ASSISTANT]})
     mixed = iter([{"prompt": "q", "completion": "a"}, {"prompt": [USER], "completion": [ASSISTANT]}])
     with pytest.raises(DataError, match=r"row 1: .*returned a prompt/completion pair of messages but the "
                                         r"first row was a prompt/completion pair of texts"):

@@ -241,6 +241,8 @@ def _shape_problem(result: Any) -> str | None:
         if problem is None and result["messages"][-1]["role"] != "assistant":
             return ('"messages" whose last message is not the assistant\'s (a conversation ends with the '
                     "reply the model learns)")
+        if problem is None and all(m["role"] == "assistant" for m in result["messages"]):
+            return '"messages" with only assistant messages (nothing the reply answers)'
         return problem
     return f"a dict with keys {sorted(map(str, keys))}"
 
