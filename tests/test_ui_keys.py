@@ -122,35 +122,55 @@ async def test_clone_dialog_refuses_a_knob_given_twice(tmp_path):
     assert source.ops_sent == []
 
 
+LORA_RUN = {"lora": {"r": 8, "lora_alpha": 16}, "training": {"learning_rate": 1e-3}}
+
+
 def test_check_edits_rules():
     knobs = {"model_name": "m", "learning_rate": 1e-3, "lora.r": 8, "generation.top_p": 0.9, "formatting_func": "x:y"}
     original = editable_knobs(knobs)
     assert set(original) == {"learning_rate", "lora.r", "generation.top_p"}
-    edits, problems = check_edits("learning_rate: 1e-4\nlora.r: 8\ngeneration.top_p: 0.9\n", original, False, True)
+    edits, problems = check_edits("learning_rate: 1e-4\nlora.r: 8\ngeneration.top_p: 0.9\n", original, False, LORA_RUN)
     assert edits == {"learning_rate": 1e-4} and problems == []
-    _, problems = check_edits("learning_rate: [\n", original, False, True)
+    _, problems = check_edits("learning_rate: [\n", original, False, LORA_RUN)
     assert problems and "YAML" in problems[0]
-    _, problems = check_edits("learning_rate: 1e-4\nlora.r: 16\ngeneration.top_p: 0.9\n", original, True, True)
+    _, problems = check_edits("learning_rate: 1e-4\nlora.r: 16\ngeneration.top_p: 0.9\n", original, True, LORA_RUN)
     assert any("warm start" in p for p in problems)
-    _, problems = check_edits("lora.r: 8\ngeneration.top_p: 0.9\n", original, False, True)
+    _, problems = check_edits("lora.r: 8\ngeneration.top_p: 0.9\n", original, False, LORA_RUN)
     assert any("learning_rate" in p and "removed" in p for p in problems)
     _, problems = check_edits("learning_rate: 1e-3\nlora.r: 8\ngeneration.top_p: 0.9\nmodel_name: other\n",
-                              original, False, True)
+                              original, False, LORA_RUN)
     assert any("model_name" in p for p in problems)
+
+
+def test_warm_clone_dialog_refuses_what_the_controller_would():
+    # the controller's rule (engine/ops.py): only alpha/dropout/rslora/alpha_pattern and training knobs change
+    original = {"learning_rate": 1e-3, "lora.r": 8, "lora.lora_alpha": 16}
+    edits, problems = check_edits("learning_rate: 1e-3\nlora.r: 8\nlora.lora_alpha: 16\nlora.use_dora: true\n"
+                                  "optim: adafactor\n", original, True, LORA_RUN)
+    assert edits == {"lora.use_dora": True, "optim": "adafactor"}
+    assert [p.split(":")[0] for p in problems] == ["lora.use_dora", "optim"]
+    assert "only lora.lora_alpha, lora.lora_dropout, lora.use_rslora, lora.alpha_pattern" in problems[0]
+    # scaling the adapter is allowed, and writing out a default is no change
+    edits, problems = check_edits("learning_rate: 1e-3\nlora.r: 8\nlora.lora_alpha: 32\nlora.bias: none\n",
+                                  original, True, LORA_RUN)
+    assert edits == {"lora.lora_alpha": 32, "lora.bias": "none"} and problems == []
+    # the same edits from scratch are fine
+    assert check_edits("learning_rate: 1e-3\nlora.r: 8\nlora.lora_alpha: 16\nlora.use_dora: true\n",
+                       original, False, LORA_RUN)[1] == []
 
 
 def test_clone_edit_messages_about_null_and_removal_agree_with_the_validator():
     original = {"fp16": True, "generation.top_p": 0.9, "learning_rate": 1e-3}
     # generation.top_p takes null (the library's default): removing it points there, and null is accepted
-    _, problems = check_edits("fp16: true\nlearning_rate: 1e-3\n", original, False, True)
+    _, problems = check_edits("fp16: true\nlearning_rate: 1e-3\n", original, False, LORA_RUN)
     assert problems == ["generation.top_p: cannot be removed; a clone keeps every knob — change its value, "
                         "or write null for the library's default"]
-    assert check_edits("fp16: true\ngeneration.top_p: null\nlearning_rate: 1e-3\n", original, False, True) == \
+    assert check_edits("fp16: true\ngeneration.top_p: null\nlearning_rate: 1e-3\n", original, False, LORA_RUN) == \
         ({"generation.top_p": None}, [])
     # fp16 takes no null: neither message offers null or leaving it out
-    _, problems = check_edits("generation.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, True)
+    _, problems = check_edits("generation.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, LORA_RUN)
     assert problems == ["fp16: cannot be removed; a clone keeps every knob — change its value"]
-    _, problems = check_edits("fp16: null\ngeneration.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, True)
+    _, problems = check_edits("fp16: null\ngeneration.top_p: 0.9\nlearning_rate: 1e-3\n", original, False, LORA_RUN)
     assert problems == ["fp16: expected true or false, got null — `fp16` takes no null; write a value "
                         "(a clone keeps every knob, so it cannot be left out either)"]
 

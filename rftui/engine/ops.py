@@ -96,7 +96,6 @@ def _delete(ctl, rec, args, out) -> Result:
 _HANDLERS = {"stop": _stop, "resume": _resume, "delete": _delete}
 
 
-LORA_SHAPE_KNOBS = ("lora.r", "lora.target_modules", "lora.modules_to_save")
 # A warm start loads the source's adapter tensors and optimizer moments as they are. These LoRA knobs only
 # scale or regularise that adapter; every other one may add, drop or reshape its tensors (use_dora's
 # magnitudes, layers_to_transform, bias, ...), so the clone could not load them.
@@ -107,8 +106,9 @@ _LORA_DEFAULTS = {"r": 8, "bias": "none", "use_dora": False, "lora_bias": False,
 _DEFAULT_OPTIMS = ("adamw_torch", "adamw_torch_fused")  # transformers' default `optim`, by torch version
 
 
-def warm_fixed_edits(source, edits: dict[str, Any]) -> list[str]:
-    """The edits a warm start cannot take: they change the adapter's tensors or the optimizer's state layout."""
+def warm_fixed_edits(lora: dict[str, Any] | None, training: dict[str, Any], edits: dict[str, Any]) -> list[str]:
+    """The edits a warm start cannot take: they change the adapter's tensors or the optimizer's state layout.
+    `lora` and `training` are the source run's LoRA config (None: full fine-tuning) and training arguments."""
     from rftui.config.rules import coerce, known_args
 
     def same(a: Any, b: Any) -> bool:
@@ -118,13 +118,13 @@ def warm_fixed_edits(source, edits: dict[str, Any]) -> list[str]:
 
     fixed = []
     for name, value in edits.items():
-        if name.startswith("lora.") and name[5:] not in WARM_LORA_FREE and source.lora is not None:
+        if name.startswith("lora.") and name[5:] not in WARM_LORA_FREE and lora is not None:
             arg = name[5:]
-            before = source.lora.get(arg, _LORA_DEFAULTS.get(arg))
+            before = lora.get(arg, _LORA_DEFAULTS.get(arg))
             if not same(coerce(known_args("lora").get(arg, "any"), value), before):
                 fixed.append(name)
         elif name == "optim":
-            before = source.training.get("optim")
+            before = training.get("optim")
             if value != before and not (before is None and value in _DEFAULT_OPTIMS):
                 fixed.append(name)
     return sorted(fixed)
@@ -231,7 +231,7 @@ def _clone(ctl, rec, args, out) -> Result:
                                    "quantum"), None
             return "refused", (f"run {rec.run_id} is {rec.status} and never finished a quantum: it has no state to "
                                "warm-start from; clone it without --warm"), None
-        fixed = warm_fixed_edits(rec.spec, edits)
+        fixed = warm_fixed_edits(rec.spec.lora, rec.spec.training, edits)
         if fixed:
             what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
             return "refused", (f"a warm start continues run {rec.run_id}'s {what}; "

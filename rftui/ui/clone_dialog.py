@@ -21,7 +21,7 @@ from textual.widgets import Button, Label, Static, TextArea
 from rftui.config.rules import coerce, known_args, knob_section
 from rftui.config.validate import validate_knobs
 from rftui.config.yaml_lines import duplicate_keys
-from rftui.engine.ops import LORA_SHAPE_KNOBS, parse_edits
+from rftui.engine.ops import WARM_LORA_FREE, parse_edits, warm_fixed_edits
 from rftui.ui.model import RunRow
 
 NOT_EDITABLE = ("model_name", "tokenizer", "formatting_func", "compute_metrics")
@@ -46,8 +46,10 @@ def _typed(name: str, value: Any) -> Any:
     return coerce(known_args(section).get(arg, "any"), value)
 
 
-def check_edits(text: str, original: dict[str, Any], warm: bool, has_lora: bool) -> tuple[dict[str, Any], list[str]]:
-    """(edits, problems) for the dialog's text against the run's editable knobs."""
+def check_edits(text: str, original: dict[str, Any], warm: bool,
+                spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(edits, problems) for the dialog's text against the run's editable knobs (`spec`: the run's config)."""
+    has_lora = spec.get("lora", {}) is not None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -75,8 +77,11 @@ def check_edits(text: str, original: dict[str, Any], warm: bool, has_lora: bool)
     if not has_lora:
         problems += [f"{k}: this run is full fine-tuning; it has no LoRA knobs" for k in edits if k.startswith("lora.")]
     if warm:
-        problems += [f"{k}: a warm start keeps the adapter's shape; clone without warm start (c) to change it"
-                     for k in LORA_SHAPE_KNOBS if k in edits and edits[k] != original.get(k)]
+        # the controller's own rule, so that the dialog refuses exactly what the controller would
+        free = "lora." + ", lora.".join(WARM_LORA_FREE)
+        problems += [f"{k}: a warm start continues the run's adapter and optimizer as they are; only {free} and "
+                     "training hyperparameters can change — clone without warm start (c) to change it"
+                     for k in warm_fixed_edits(spec.get("lora"), spec.get("training") or {}, edits)]
     long = {t for k, v in list(data.items()) + list(typed.items()) for t in (str(k), repr(v))
             if len(t) > SHOWN_CHARS}
     return edits, [_clipped(p, long) for p in problems]
@@ -142,7 +147,7 @@ class CloneDialog(ModalScreen[dict | None]):
     @on(Button.Pressed, "#submit")
     def action_submit(self) -> None:
         text = self.query_one(TextArea).text
-        edits, self.problems = check_edits(text, self.original, self.warm, self.run.spec.get("lora", {}) is not None)
+        edits, self.problems = check_edits(text, self.original, self.warm, self.run.spec)
         problems = self.query_one("#problems", Static)
         if self.problems:
             problems.update("\n".join(f"• {p}" for p in self.problems))
