@@ -1,6 +1,7 @@
 """IC ops on the tiny model: stop+resume is bitwise invisible; warm clones continue, cold clones restart."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from safetensors.torch import load_file
@@ -84,6 +85,8 @@ def test_warm_clone_continues_from_its_parent_and_cold_clone_restarts(tmp_path):
                 state["warm"] = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": {"learning_rate": 1e-3}},
                                              "api", []).new_run_id
                 state["cold"] = ctl.apply_op("clone", "r1", {"edits": {"learning_rate": 1e-3}}, "api", []).new_run_id
+                state["warm_source"] = ctl.runs[state["warm"]].warm_from
+                assert os.path.isdir(state["warm_source"])  # the source's state, copied for the clone
 
     try:
         drive(ctl, limit=600, on_events=on_events)
@@ -100,6 +103,8 @@ def test_warm_clone_continues_from_its_parent_and_cold_clone_restarts(tmp_path):
     runs = {r["run_id"]: r for r in ctl.store.list_runs()}
     assert runs[state["warm"]]["parent"] == "r1" and runs[state["warm"]]["warm_start"] is True
     assert runs[state["cold"]]["warm_start"] is False and runs[state["cold"]]["status"] == "completed"
+    # once the clone has its own checkpoint, the copy of its source's state is gone
+    assert not os.path.exists(state["warm_source"]) and os.path.isdir(runs[state["warm"]]["checkpoint_dir"])
 
 
 def test_a_warm_clone_continues_exactly_like_its_source_and_keeps_its_data_position(tmp_path):

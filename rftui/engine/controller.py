@@ -9,6 +9,7 @@ import collections
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from concurrent.futures import Future
@@ -320,7 +321,15 @@ class Controller:
             self._set_status(rec, "stopped", out)
         else:
             self._set_status(rec, "waiting", out)
+        self._drop_warm_source(rec)
         return out
+
+    def _drop_warm_source(self, rec: RunRecord) -> None:
+        """A warm clone's copy of its source's state is needed until the clone's own first checkpoint is
+        recorded (a retry or a resume starts from it until then); after that it is only disk."""
+        if rec.warm_from and rec.checkpoint_dir and self.store.get_run(rec.run_id).get("checkpoint_dir"):
+            shutil.rmtree(rec.warm_from, ignore_errors=True)
+            rec.warm_from = None
 
     def _delete(self, rec: RunRecord, out: list[Any]) -> None:
         if rec.status not in TERMINAL:  # completed and failed runs already left the scheduler
