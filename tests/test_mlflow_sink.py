@@ -337,6 +337,23 @@ def test_mark_deleted(make_sink, client):
     assert warnings == []
 
 
+def test_deleting_a_finished_run_keeps_its_status(make_sink, client):
+    sink, warnings = make_sink()
+    done = sink.start_run("r1", label="r1", params={})
+    failed = sink.start_run("r2", label="r2", params={})
+    sink.set_status("r1", "FINISHED")
+    sink.set_status("r2", "FAILED")
+    sink.flush()
+    sink.mark_deleted("r1", ended=True)
+    sink.mark_deleted("r2", ended=True)
+    sink.flush()
+    for mid, status in ((done, "FINISHED"), (failed, "FAILED")):
+        run = client.get_run(mid)
+        assert (run.info.lifecycle_stage, run.info.status, run.data.tags["rftui.deleted"]) == \
+            ("deleted", status, "true")
+    assert warnings == []
+
+
 def test_runs_not_started_here_can_be_finished_or_deleted_by_id(make_sink, client):
     first, _ = make_sink()
     stopped = first.start_run("r1", label="r1", params={})

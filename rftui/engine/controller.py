@@ -332,12 +332,13 @@ class Controller:
             rec.warm_from = None
 
     def _delete(self, rec: RunRecord, out: list[Any]) -> None:
-        if rec.status not in TERMINAL:  # completed and failed runs already left the scheduler
+        ended = rec.status in TERMINAL
+        if not ended:  # completed and failed runs already left the scheduler
             self.scheduler.on_run_removed(rec.run_id)
         self._set_status(rec, "deleted", out)
         if self.sink is not None:
             known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
-            self.sink.mark_deleted(rec.run_id, mlflow_run_id=known)
+            self.sink.mark_deleted(rec.run_id, mlflow_run_id=known, ended=ended)
         if self.pool is not None:
             for worker_id in range(self.pool.num_workers):
                 self.pool.send(worker_id, DropRun(rec.run_id))

@@ -188,7 +188,8 @@ class MlflowMirror:
         elif kind == "delete":
             run.delete_requested = True
             run.pending_tags["rftui.deleted"] = "true"
-            run.pending_status = "KILLED"
+            if not op[2]:  # a run that was still going is killed; a finished or failed one keeps its status
+                run.pending_status = "KILLED"
 
     def _add_points(self, run: _Run, step: int, metrics: dict, ts: int) -> None:
         if run.deleted or run.delete_requested:

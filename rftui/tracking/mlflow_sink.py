@@ -175,10 +175,11 @@ class MlflowSink:
             return
         self._queue.put(("tags", str(run_id), tag_dict(tags), mlflow_run_id))
 
-    def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None) -> None:
-        """Tag ``rftui.deleted=true``, set status KILLED, then delete the MLflow run."""
+    def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None, ended: bool = False) -> None:
+        """Tag ``rftui.deleted=true``, set status KILLED (unless the run had ``ended``: a finished or failed
+        run keeps its status), then delete the MLflow run."""
         if not self._closed:
-            self._queue.put(("delete", str(run_id), mlflow_run_id))
+            self._queue.put(("delete", str(run_id), ended, mlflow_run_id))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed."""
