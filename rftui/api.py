@@ -51,6 +51,10 @@ class Experiment:
         if problems:
             raise ConfigError(problems)
         runs = expand(config_group)
+        if create_model_fn is None:  # every run would fail in its worker: refuse before creating anything
+            from rftui.training.model_loading import check_models_available
+
+            check_models_available(runs)
         trainer = config_group.trainer_type if isinstance(config_group, (RFGridSearch, RFRandomSearch)) else "SFT"
         spec = ExperimentSpec(name=self._base_name, runs=tuple(runs), num_chunks=num_chunks, seed=seed,
                               trainer_type=trainer, workdir=str(self.workdir), tracking_uri=tracking_uri,

@@ -182,12 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem is not None:  # the config's tracking_uri (--tracking-uri was checked when parsed)
             raise ConfigError([problem])  # ConfigError adds the key's line in the file
     if spec.create_model is None:
-        from rftui.training.model_loading import check_model_available
+        from rftui.training.model_loading import check_models_available
 
-        for model_name in dict.fromkeys(run.model_name for run in spec.runs):
-            check_model_available(model_name)
-        for tokenizer in dict.fromkeys(run.tokenizer for run in spec.runs if run.tokenizer):
-            check_model_available(tokenizer, "tokenizer")
+        check_models_available(spec.runs)
     train, evals = load_data(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
     args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment

@@ -114,6 +114,19 @@ def test_run_fit_on_cuda_without_a_gpu_raises_config_error(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_run_fit_refuses_a_model_directory_that_holds_no_model_before_anything_is_written(tmp_path):
+    from rftui.errors import ModelLoadError
+
+    not_a_model = tmp_path / "weights"
+    not_a_model.mkdir()
+    group = _tiny_group()
+    group.configs.fields["model_name"] = str(not_a_model)
+    experiment = Experiment("nomodel", workdir=tmp_path / "runs")
+    with pytest.raises(ModelLoadError, match="that directory has no config.json"):
+        experiment.run_fit(group, None, ROWS, num_chunks=2, quiet=True)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_every_bad_run_fit_argument_is_reported_at_once(tmp_path):
     experiment = Experiment("many", workdir=tmp_path)
     with pytest.raises(ConfigError, match="3 problems") as caught:

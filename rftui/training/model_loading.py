@@ -310,3 +310,12 @@ def check_model_available(name: str, what: str = "model") -> None:
         raise _load_error(name, what, None, "offline")
     if not _hub_reachable():
         raise _load_error(name, what, None, "unreachable")
+
+
+def check_models_available(runs) -> None:
+    """check_model_available for every distinct model and tokenizer the runs name (without a create_model hook,
+    which loads models its own way)."""
+    for model_name in dict.fromkeys(run.model_name for run in runs):
+        check_model_available(model_name)
+    for tokenizer in dict.fromkeys(run.tokenizer for run in runs if run.tokenizer):
+        check_model_available(tokenizer, "tokenizer")
