@@ -137,6 +137,12 @@ CASES = {
     "tokenizer-dir-not-a-tokenizer": (lambda t, w: ((t / "tok").mkdir(), config(
         t, **{"{name: rftui/tiny-llama}": f"{{name: rftui/tiny-llama, tokenizer: {t / 'tok'}}}"}),
         run(t, "--workdir", w))[2], r"Cannot load tokenizer '.*/tok': that directory has no tokenizer_config\.json"),
+    "formatting-function-missing": (lambda t, w: ((t / "fmt.py").write_text("def other(row):\n    return row\n"),
+                                                  config(t, **{"select: [300, 304]}": "select: [300, 304]}\n"
+                                                               f"  formatting: {t / 'fmt.py'}:nope"}),
+                                                  run(t, "--workdir", w))[2],
+                                    r"experiment\.yaml:12: data\.formatting: hook `.*fmt\.py:nope`: `nope` is not a "
+                                    r"function in .*fmt\.py — name a function that the module defines"),
     "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
                            r"rows\.jsonl is empty"),
 }

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from rftui.config.experiment import ExperimentSpec, total_steps
-from rftui.config.hooks import check_hook_ref, resolve_hook
+from rftui.config.hooks import HookError, check_hook_ref, resolve_hook
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import hook_name
 from rftui.engine.layout import ExperimentDir
@@ -105,7 +105,12 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
         key = hook_name(run.formatting_func) or "default"
         if key in out or key in failed:
             continue
-        func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
+        try:
+            func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
+        except HookError as exc:  # named where it was written: the config file's line, or run_fit's argument
+            where = "data.formatting" if spec.source_file else "formatting_func"
+            raise ConfigError([Problem(where, str(exc), "name a function that the module defines, as "
+                                       "module:function or file.py:function", spec.source_file)]) from None
         try:
             train = format_rows(train_rows, _formatter(spec, run, func, train_rows), *_origin(spec, "train", train_rows))
             evals = format_rows(eval_rows, _formatter(spec, run, func, eval_rows),
