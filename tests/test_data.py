@@ -226,6 +226,22 @@ def test_rows_from_dataset_inputs():
         rows_from_dataset([])
 
 
+def test_an_endless_stream_is_refused_after_a_bounded_read(monkeypatch):
+    import itertools
+
+    from datasets import IterableDataset
+
+    import rftui.data.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_STREAMED_ROWS", 50)
+    endless = IterableDataset.from_generator(lambda: ({"instruction": "q", "response": "a"} for _ in itertools.count()))
+    with pytest.raises(DataError, match=r"train_dataset \(IterableDataset\) gave more than 50 rows without "
+                                        r"ending.*dataset\.take\(n\)"):
+        rows_from_dataset(endless, "train_dataset")
+    assert len(rows_from_dataset(endless.take(50), "train_dataset")) == 50  # a finite stream: all of it
+    assert rows_from_dataset(iter(ROWS[:3])) == ROWS[:3]
+
+
 def test_sources_import_is_light():
     code = ("import sys, rftui.data.sources, rftui.data.formatting;"
             "bad = [m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules];"

@@ -19,10 +19,11 @@ line or row when known) and says what to do about it.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sized
 
 from rftui.errors import DataError
 
@@ -126,6 +127,9 @@ def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | N
     return end - start
 
 
+MAX_STREAMED_ROWS = 1_000_000  # a stream longer than this is taken for an endless one
+
+
 def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
     """Plain dict rows from what a Python API user passes as a dataset.
 
@@ -149,10 +153,16 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
                         "Pass one split, for example dataset['train'].")
     if kind == "DataFrame" and hasattr(ds, "to_dict") and hasattr(ds, "notna"):
         rows = ds.astype(object).where(ds.notna(), None).to_dict("records")
-    elif hasattr(ds, "to_list") and type(ds).__module__.split(".")[0] == "datasets":
+    elif hasattr(ds, "to_list") and isinstance(ds, Sized) and type(ds).__module__.split(".")[0] == "datasets":
         rows = ds.to_list()
-    elif isinstance(ds, Iterable):
+    elif isinstance(ds, Sized) and isinstance(ds, Iterable):
         rows = list(ds)
+    elif isinstance(ds, Iterable):  # a stream (IterableDataset, generator) may never end: read a bounded prefix
+        rows = list(itertools.islice(ds, MAX_STREAMED_ROWS + 1))
+        if len(rows) > MAX_STREAMED_ROWS:
+            raise DataError(f"{name} ({kind}) gave more than {MAX_STREAMED_ROWS:,} rows without ending. "
+                            "rftui keeps an experiment's rows when it is created (resume trains on the same rows): "
+                            "pass a finite dataset, e.g. dataset.take(n).")
     else:
         raise DataError(f"{name} has type {kind}; expected a datasets.Dataset, a pandas "
                         "DataFrame or a list of dicts.")
