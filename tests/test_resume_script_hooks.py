@@ -106,3 +106,17 @@ def test_rftui_resume_refuses_hooks_whose_module_cannot_be_found_from_here(tmp_p
             "`my_hooks_not_here` cannot be found") in result.stderr
     assert "nothing was changed" in result.stderr
     assert dump(exp.state_db) == before
+
+
+def test_rftui_resume_checks_the_hooks_of_an_experiment_created_from_python(tmp_path):
+    # run_fit records no data section: the hooks are looked up from here, not from a config file's folder
+    exp, _, store = script_experiment(tmp_path, "fromapi", formatting_only=True)
+    store.set_meta("config", {**store.get_meta("config"), "data": None, "create_model": "my_hooks_not_here:create"})
+    store.close()
+    before = dump(exp.state_db)
+    result = cli("resume", "fromapi", "--workdir", tmp_path, "--no-ui", "--no-tracking", "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("needs hooks that cannot be found from here: `my_hooks_not_here:create` (create_model): module "
+            "`my_hooks_not_here` cannot be found") in result.stderr
+    assert dump(exp.state_db) == before

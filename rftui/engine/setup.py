@@ -296,8 +296,10 @@ def script_hooks(spec: ExperimentSpec, store: Store) -> dict[str, list[str]]:
 
 def unfound_hooks(spec: ExperimentSpec, store: Store) -> list[str]:
     """Needed hooks named as module:function whose module or file cannot be found from here (checked
-    without importing): resuming from another directory or environment would fail every run at start."""
-    base = Path(spec.data.base_dir)
+    without importing): resuming from another directory or environment would fail every run at start.
+    Relative to the config file's folder; an experiment created from Python (no data section) resolves its
+    hooks from the current directory, as its workers do."""
+    base = Path(spec.data.base_dir) if spec.data is not None else Path(".")
     found = []
     for ref, uses in _needed_hooks(spec, store).items():
         problem = None if unloadable_hook(ref) else check_hook_ref(ref, base)
