@@ -175,11 +175,15 @@ def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
 def short_name_problems(edits: dict[str, Any]) -> list[str]:
     """Edits named by a label's short name (`lr=5e-4`, as a run's label shows it): say the knob's own name."""
     from rftui.config.expand import _SHORT_NAMES
-    from rftui.config.rules import known_args
+    from rftui.config.rules import knob_section, known_args
+
+    def known(knob: str) -> bool:  # labels also name knobs this transformers lacks (warmup_ratio)
+        section, arg = knob_section(knob)
+        return arg in known_args(section)
 
     problems = []
     for name in list(edits):
-        full = [knob for knob, short in _SHORT_NAMES.items() if short == name and knob != "model_name"]
+        full = [knob for knob, short in _SHORT_NAMES.items() if short == name and knob != "model_name" and known(knob)]
         if full and name not in known_args("training"):
             value = edits.pop(name)
             problems.append(f"{name}: `{name}` is a label's short name; write {' or '.join(full)} "
