@@ -8,16 +8,21 @@ from __future__ import annotations
 import os
 
 
-def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, or None where /proc is not available."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None without /proc."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             text = stat.read()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
-    fields = text[text.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
+    return text[text.rfind(")") + 2:].split()
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None where /proc is not available."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def is_alive(pid: int, started: str | None) -> bool:
@@ -30,18 +35,9 @@ def is_alive(pid: int, started: str | None) -> bool:
         pass
     except OSError:
         return False
-    if _is_zombie(pid):  # killed, not yet reaped by its parent: it serves nothing
+    fields = _stat(pid)
+    if fields is None:  # no /proc: the pid is all there is to go by
+        return True
+    if fields[:1] in (["Z"], ["X"]):  # killed, not yet reaped by its parent: it serves nothing
         return False
-    if started:
-        now = start_time(pid)
-        return now is None or now == started
-    return True
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            text = stat.read()
-    except OSError:
-        return False
-    return text[text.rfind(")") + 2:][:1] in ("Z", "X")
+    return not started or len(fields) <= 19 or fields[19] == started
