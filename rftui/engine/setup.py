@@ -51,18 +51,25 @@ def _split_problem(spec: ExperimentSpec, split: str, exc: Exception) -> Exceptio
     return ConfigError([Problem(f"data.{split}.select", exc.message, exc.hint, spec.source_file)])
 
 
+def _per_split(spec: ExperimentSpec, read: Callable[[Any, Path], Any]) -> dict[str, Any]:
+    """`read(source, base_dir)` for the train and eval sources of a config file's `data:` section (None for a
+    split without one); a `select:` that does not fit is a problem at its key."""
+    base = Path(spec.data.base_dir)
+    out: dict[str, Any] = {}
+    for split in ("train", "eval"):
+        source = getattr(spec.data, split)
+        try:
+            out[split] = read(source, base) if source is not None else None
+        except RftuiError as exc:
+            raise _split_problem(spec, split, exc) from None
+    return out
+
+
 def load_data(spec: ExperimentSpec) -> tuple[list[dict], list[dict] | None]:
     """The train and eval rows of a config file's `data:` section."""
     from rftui.data.sources import load_rows
 
-    base = Path(spec.data.base_dir)
-    rows: dict[str, list[dict] | None] = {}
-    for split in ("train", "eval"):
-        source = getattr(spec.data, split)
-        try:
-            rows[split] = load_rows(source, base) if source is not None else None
-        except RftuiError as exc:
-            raise _split_problem(spec, split, exc) from None
+    rows = _per_split(spec, load_rows)
     return rows["train"], rows["eval"]
 
 
@@ -71,17 +78,7 @@ def count_train_rows(spec: ExperimentSpec) -> int | None:
     `select` is checked too."""
     from rftui.data.sources import count_rows
 
-    if spec.data is None:
-        return None
-    base = Path(spec.data.base_dir)
-    counts: dict[str, int | None] = {}
-    for split in ("train", "eval"):
-        source = getattr(spec.data, split)
-        try:
-            counts[split] = count_rows(source, base) if source is not None else None
-        except RftuiError as exc:
-            raise _split_problem(spec, split, exc) from None
-    return counts["train"]
+    return _per_split(spec, count_rows)["train"] if spec.data is not None else None
 
 
 def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
