@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin TimeoutError before Python 3.11
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +14,8 @@ from rftui.config.rules import coerce
 from rftui.config.validate import validate_search
 from rftui.engine.layout import ExperimentDir
 from rftui.errors import ExperimentError
+
+OP_ANSWER_SECONDS = 30.0  # how long an op waits for run_fit's training loop to read it
 
 
 class Experiment:
@@ -146,12 +149,13 @@ class Experiment:
         controller = self.controller
         if controller is not None:  # run_fit is training in another thread
             try:
-                resolved = controller.request(op, run, args, source="api").result(timeout=30)
+                resolved = controller.request(op, run, args, source="api").result(timeout=OP_ANSWER_SECONDS)
             except ControllerClosed:  # run_fit ended just now: the op goes to the stored experiment below
                 resolved = None
-            except TimeoutError:
-                raise ExperimentError(f"experiment {self.name!r} did not answer {op} {run} within 30 s; it is "
-                                      "applied when its training loop reads it") from None
+            except FutureTimeout:
+                raise ExperimentError(f"experiment {self.name!r} did not answer {op} {run} within "
+                                      f"{OP_ANSWER_SECONDS:.0f} s; it is applied when its training loop reads it"
+                                      ) from None
             if resolved is not None:
                 if resolved.status != "applied":
                     raise OpRefused(f"{op} {run}: refused: {resolved.reason}")

@@ -219,3 +219,21 @@ def test_an_owner_killed_but_not_yet_reaped_is_dead(tmp_path):
         assert not is_alive(child.pid, started)
     finally:
         child.wait()
+
+
+def test_an_api_op_the_training_loop_does_not_read_in_time_is_an_experiment_error(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+
+    import rftui.api as api
+    from rftui.errors import ExperimentError
+
+    class Busy:  # a training loop stuck in a long step: the op's future never resolves
+        def request(self, *args, **kwargs):
+            return Future()
+
+    monkeypatch.setattr(api, "OP_ANSWER_SECONDS", 0.05)
+    exp = Experiment("stuck", workdir=tmp_path)
+    exp.controller = Busy()
+    with pytest.raises(ExperimentError, match=r"experiment 'stuck' did not answer stop r1 within 0 s; it is applied "
+                                              "when its training loop reads it"):
+        exp.stop_run("r1")
