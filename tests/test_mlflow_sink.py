@@ -393,6 +393,48 @@ def test_unusable_uri_is_a_warning_no_op(make_sink):
     assert "MLflow" in warnings[0] and "/proc/nope" in warnings[0]
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_warns_at_once_and_never_stalls(make_sink):
+    # MLflow's HTTP client retries a refused connection for about four minutes before it raises: without a
+    # quick probe the warning came minutes late (or never, in a short run), the first start_run waited its
+    # whole start_timeout and close waited on the retries.
+    sink, warnings = make_sink(tracking_uri=f"http://127.0.0.1:{_closed_port()}", retry_interval=0.05)
+    t0 = time.monotonic()
+    assert sink.start_run("r1", label="r1", params={"lr": 1}) is None
+    assert time.monotonic() - t0 < 3.0
+    sink.log_metrics("r1", 1, {"loss": 1.0})
+    assert wait_until(lambda: warnings, timeout=3.0)
+    t1 = time.monotonic()
+    sink.close(timeout=10.0)
+    assert time.monotonic() - t1 < 3.0
+    assert len(warnings) == 1, warnings
+    assert "MLflow tracking unavailable at http://127.0.0.1:" in warnings[0]
+    assert "connection refused" in warnings[0]
+    assert not sink.healthy
+
+
+def test_a_server_that_never_answers_is_unreachable_after_the_probe_timeout():
+    import socket
+
+    from rftui.tracking.mlflow_connect import TrackingServerUnreachable, check_server_answers
+
+    with socket.socket() as server:  # listens (the kernel completes the connection) but never replies
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        t0 = time.monotonic()
+        with pytest.raises(TrackingServerUnreachable, match="no answer within 0.5 s"):
+            check_server_answers(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=0.5)
+        assert time.monotonic() - t0 < 3.0
+    check_server_answers("sqlite:////nowhere/mlflow.db")  # not a server: nothing to probe
+
+
 def test_on_warning_that_raises_is_contained():
     def bad_callback(message):
         raise RuntimeError("UI gone")

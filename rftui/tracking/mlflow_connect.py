@@ -11,6 +11,12 @@ from typing import Any
 
 from rftui.tracking.mlflow_values import error_code, sqlite_path
 
+PROBE_TIMEOUT = 5.0  # seconds a tracking server has to answer the first request
+
+
+class TrackingServerUnreachable(ConnectionError):
+    """Nothing answers at an http(s) tracking URI."""
+
 
 def connect(tracking_uri: str, experiment_name: str, artifact_location: str | None, *,
             quiet: bool) -> tuple[Any, str]:
@@ -19,11 +25,39 @@ def connect(tracking_uri: str, experiment_name: str, artifact_location: str | No
 
     if quiet:
         _quiet_mlflow_loggers()
+    check_server_answers(tracking_uri)
     db_path = sqlite_path(tracking_uri)
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=tracking_uri)
     return client, ensure_experiment(client, experiment_name, artifact_location, db_path)
+
+
+def check_server_answers(tracking_uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Raise TrackingServerUnreachable when an http(s) tracking server does not answer one quick request.
+
+    MLflow's own client retries a refused or silent server for about four minutes (7 retries, growing
+    backoff) before it raises: the sink's warning would come that late, the first start_run would wait its
+    whole timeout and closing would wait on the retries. Any HTTP answer, even an error status, passes:
+    MLflow's requests then say what is wrong. TLS problems are left to MLflow too (it may be told to
+    accept the certificate)."""
+    if not tracking_uri.lower().startswith(("http://", "https://")):
+        return
+    import requests  # an MLflow dependency
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        requests.get(url, timeout=timeout, stream=True, allow_redirects=False).close()
+    except requests.exceptions.SSLError:
+        return
+    except requests.exceptions.Timeout as exc:
+        raise TrackingServerUnreachable(f"no answer within {timeout:g} s") from exc
+    except requests.exceptions.RequestException as exc:
+        text = str(exc).lower()
+        why = ("connection refused" if "refused" in text
+               else "host name not found" if "resolve" in text or "name or service" in text
+               else "cannot connect")
+        raise TrackingServerUnreachable(why) from exc
 
 
 def ensure_experiment(client: Any, experiment_name: str, artifact_location: str | None,
