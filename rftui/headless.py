@@ -41,6 +41,7 @@ class HeadlessView:
         self.bar_lines = 0
         self.last_draw = 0.0
         self.closed = False  # the reader of the stream went away (`| head`): training goes on, quietly
+        self.warned: dict[str, list[str]] = {}  # warning text -> the runs it came from, in order
 
     def _write(self, text: str, flush: bool = True) -> None:
         if self.closed:
@@ -102,7 +103,7 @@ class HeadlessView:
             why = f" ({event.reason})" if event.reason else ""
             return f"op {event.op} {event.run_id or ''} from {event.source}: {event.status}{why}{extra}"
         if isinstance(event, ev.EngineWarning):
-            return f"warning{' ' + event.run_id if event.run_id else ''}: {event.message}"
+            return self._warning_line(event)
         if isinstance(event, ev.WorkerRestarted):
             return f"worker {event.worker_id} died ({event.reason}); started a fresh one"
         if isinstance(event, ev.Progress):
@@ -110,6 +111,22 @@ class HeadlessView:
         if isinstance(event, ev.ExperimentFinished):
             return f"experiment {event.name} finished: " + ", ".join(f"{v} {k}" for k, v in event.counts.items())
         return None
+
+    def _warning_line(self, event: ev.EngineWarning) -> str | None:
+        """A warning is shown once: the same one from every run of a grid (fp16 on a CPU) would fill the log.
+        The summary at the end names every run it came from."""
+        message = event.message
+        if event.run_id and message.startswith(f"run {event.run_id}: "):  # the line names the run already
+            message = message[len(f"run {event.run_id}: "):]
+        runs = self.warned.get(message)
+        self.warned[message] = (runs or []) + ([event.run_id] if event.run_id else [])
+        if runs is not None:
+            return None
+        return f"warning{' ' + event.run_id if event.run_id else ''}: {message}"
+
+    def _repeated_warnings(self) -> list[str]:
+        return [f"warning for {', '.join(dict.fromkeys(runs))}: {message}"
+                for message, runs in self.warned.items() if len(set(runs)) > 1]
 
     def _clear_bars(self) -> None:
         if self.tty and self.bar_lines:
@@ -137,7 +154,8 @@ class HeadlessView:
         if self.json_lines or self.closed:
             return
         data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
-        self._write("\n" + leaderboard_text(data, failure_reasons(self.ctl.store)) + "\n")
+        summary = [leaderboard_text(data, failure_reasons(self.ctl.store)), *self._repeated_warnings()]
+        self._write("\n" + "\n".join(summary) + "\n")
 
 
 def point_at_devnull(stream: TextIO) -> None:
