@@ -93,7 +93,7 @@ def test_plain_text_rows_train_and_skip_rouge_with_a_warning_and_all_rows_too_lo
         config.write_text(body + training)
     result = cli("run", tmp_path / "text.yaml", "--no-ui", "--no-tracking", "--workdir", tmp_path, env=ENV)
     assert result.returncode == 0, result.stderr
-    assert ("warning r1: run r1: the eval rows are plain text, with no prompt and reference completion: ROUGE/BLEU "
+    assert ("warning r1: the eval rows are plain text, with no prompt and reference completion: ROUGE/BLEU "
             "are skipped (eval_loss is still computed)") in result.stdout
     result = cli("run", tmp_path / "long.yaml", "--no-ui", "--no-tracking", "--workdir", tmp_path, env=ENV)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
