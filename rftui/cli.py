@@ -230,18 +230,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from rftui.engine.setup import open_experiment
-    from rftui.report import failure_reasons, leaderboard_text, show_data
+    from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
     exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
     data = show_data(exp, store)
-    print(json.dumps(data, indent=2) if args.json else leaderboard_text(data, failure_reasons(store)))
+    print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
     return 0
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     from rftui.control import submit
     from rftui.engine.setup import open_experiment
-    from rftui.report import failure_reasons, leaderboard_text, show_data
+    from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
     if args.action == "ls" and (args.run or args.set or args.warm):
         extra = " ".join([*([args.run] if args.run else []), *(["--set"] if args.set else []),
@@ -252,7 +252,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     if args.action == "ls":  # the same as `rftui show`
         exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
         data = show_data(exp, store)
-        print(json.dumps(data, indent=2) if args.json else leaderboard_text(data, failure_reasons(store)))
+        print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
         return 0
     exp, spec, store = open_experiment(args.experiment, args.workdir)
     if not args.run:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
-from rftui.report import failure_reasons, leaderboard_text, show_data
+from rftui.report import failure_reasons, json_safe, leaderboard_text, show_data
 
 REDRAW_SECONDS = 0.25
 EXIT_INTERRUPTED = 130
@@ -21,7 +21,8 @@ EXIT_INTERRUPTED = 130
 def event_json(event: Any) -> str:
     payload = dataclasses.asdict(event) if dataclasses.is_dataclass(event) else {"value": repr(event)}
     payload.pop("run", None)
-    return json.dumps({"event": type(event).__name__, "time": round(time.time(), 3), **payload}, default=str)
+    record = {"event": type(event).__name__, "time": round(time.time(), 3), **json_safe(payload)}
+    return json.dumps(record, default=str, allow_nan=False)
 
 
 def _metric_text(metrics: dict[str, float]) -> str:

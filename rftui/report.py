@@ -1,7 +1,9 @@
 """Leaderboard data and text shared by `rftui show`, the headless front end and the API."""
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from rftui.engine.layout import ExperimentDir
@@ -40,6 +42,23 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
     if status == "running" and not alive:
         status = "interrupted"
     return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs}
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None: json.dumps writes them as NaN/Infinity, which is not JSON
+    (jq and JSON.parse refuse the line). A diverged run's loss is where they come from."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def show_json(data: dict[str, Any]) -> str:
+    """The `rftui show --json` text."""
+    return json.dumps(json_safe(data), indent=2, allow_nan=False)
 
 
 def _sort_key(run: dict[str, Any]) -> tuple:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
 from engine_helpers import fake_experiment
+from rftui.cli import main as cli_main
 from rftui.engine import events as ev
-from rftui.headless import HeadlessView
+from rftui.engine.messages import StepLogged
+from rftui.headless import HeadlessView, event_json
 
 
 @pytest.fixture
@@ -30,3 +33,23 @@ def test_a_warning_every_run_gives_is_shown_once_and_summed_up_at_the_end(ctl):
     summary = out.getvalue().splitlines()
     assert summary[-1] == f"warning for r1, r2: {fp16}"
     assert sum("MLflow tracking unavailable" in line for line in summary) == 1
+
+
+def _strict_json(line: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_lines_and_show_json_are_strict_json_when_a_run_diverges(ctl, tmp_path, capsys):
+    # A diverged run logs NaN/inf; json.dumps wrote them as NaN/Infinity, which jq and JSON.parse refuse.
+    line = event_json(StepLogged("r1", 3, {"loss": float("nan"), "grad_norm": float("inf"), "lr": 1e-3}))
+    record = _strict_json(line)
+    assert record["event"] == "StepLogged" and record["step"] == 3
+    assert record["metrics"] == {"loss": None, "grad_norm": None, "lr": 1e-3}
+    ctl.store.add_metrics("r1", 2, {"loss": float("inf"), "eval_loss": 1.25})
+    assert cli_main(["show", "exp", "--json", "--workdir", str(tmp_path)]) == 0
+    shown = _strict_json(capsys.readouterr().out)
+    r1 = next(run for run in shown["runs"] if run["id"] == "r1")
+    assert r1["metrics"] == {"loss": None, "eval_loss": 1.25, "rougeL": None, "bleu": None}
