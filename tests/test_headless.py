@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from engine_helpers import fake_experiment
+from engine_helpers import FAKE, drive, fake_experiment
 from rftui.cli import main as cli_main
 from rftui.engine import events as ev
-from rftui.engine.messages import StepLogged
+from rftui.engine.assemble import make_controller
+from rftui.engine.messages import QuantumDone, StepLogged
 from rftui.headless import HeadlessView, event_json
 
 
@@ -53,3 +54,41 @@ def test_json_lines_and_show_json_are_strict_json_when_a_run_diverges(ctl, tmp_p
     shown = _strict_json(capsys.readouterr().out)
     r1 = next(run for run in shown["runs"] if run["id"] == "r1")
     assert r1["metrics"] == {"loss": None, "eval_loss": 1.25, "rougeL": None, "bleu": None}
+
+
+def _mlflow_status(workdir) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name("exp")
+    return {run.data.tags["rftui.run_id"]: run.info.status for run in client.search_runs([experiment.experiment_id])}
+
+
+def test_mlflow_status_of_runs_not_started_yet_and_of_runs_an_interrupt_left(tmp_path):
+    # MLflow creates runs RUNNING: a pending run looked as if it trained, and after Ctrl-C every run not
+    # ended stayed RUNNING in MLflow for good (no process trains it until `rftui resume`).
+    pytest.importorskip("mlflow")
+    controller = fake_experiment(tmp_path, tracking=True, max_steps=40, num_chunks=4, step_seconds=0.02)
+    try:
+        controller.start()
+        controller.sink.flush()
+        assert _mlflow_status(tmp_path) == {"r1": "SCHEDULED", "r2": "SCHEDULED"}
+        done = []
+        while not any(isinstance(e, QuantumDone) for e in done):  # r1's first quantum, then r2 is dispatched
+            done += controller.step(0.05)
+        controller.step(0.05)
+        assert controller.runs["r2"].status == "running"
+        controller.begin_shutdown()
+        while not controller.finished:
+            controller.step(0.05)
+        assert {r.status for r in controller.runs.values()} == {"waiting"}
+    finally:
+        controller.close()
+    assert _mlflow_status(tmp_path) == {"r1": "KILLED", "r2": "KILLED"}
+    resumed = make_controller(controller.exp, controller.spec, controller.store, workers=1, device="cpu",
+                              backend=FAKE, preload=("rftui.engine.fake_backend",))
+    try:
+        drive(resumed)
+    finally:
+        resumed.close()
+    assert _mlflow_status(tmp_path) == {"r1": "FINISHED", "r2": "FINISHED"}

@@ -119,6 +119,8 @@ class Controller:
             self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
         if rec.status == "completed":
             self.sink.set_status(rec.run_id, "FINISHED")
+        elif rec.status == "pending":  # MLflow creates a run RUNNING; this one has not started
+            self.sink.set_status(rec.run_id, "SCHEDULED")
         elif rec.status == "failed":  # e.g. its formatting function failed when the experiment was created
             if rec.reason:
                 self.sink.set_tags(rec.run_id, {FAILURE_TAG: rec.reason})
@@ -164,6 +166,10 @@ class Controller:
                 self._on_worker_event(worker_id, event)
             self._flush_points()
         if self.sink is not None:
+            if status == "interrupted":  # no process trains them now: RUNNING would stay in MLflow for good
+                for rec in self.runs.values():
+                    if rec.status in ("running", "waiting"):
+                        self.sink.set_status(rec.run_id, "KILLED")
             self.sink.flush()
             for rec in self.runs.values():  # a slow tracking start may have finished in the background
                 known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
