@@ -77,10 +77,13 @@ def _fmt(value: Any) -> str:
 
 def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None) -> str:
     """Runs sorted by eval loss (best first), with status, progress and last metrics."""
-    header = ["#", "id", "label", "status", "steps", "chunks", *SHOWN_METRICS]
+    # A clone without edits has its source's label: the `from` column tells the two rows apart.
+    clones = any(run.get("parent") for run in data["runs"])
+    header = ["#", "id", "label", *(["from"] if clones else []), "status", "steps", "chunks", *SHOWN_METRICS]
     rows = []
     for rank, run in enumerate(sorted(data["runs"], key=_sort_key), start=1):
-        rows.append([str(rank), run["id"], run["label"], run["status"],
+        origin = (f"{run['parent']}{' warm' if run.get('warm_start') else ''}" if run.get("parent") else "-")
+        rows.append([str(rank), run["id"], run["label"], *([origin] if clones else []), run["status"],
                      f"{run['steps_done']}/{run['total_steps']}", f"{run['chunks_done']}/{run['num_chunks']}",
                      *(_fmt(run["metrics"].get(m)) for m in SHOWN_METRICS)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -12,6 +12,7 @@ from rftui.engine import events as ev
 from rftui.engine.assemble import make_controller
 from rftui.engine.messages import QuantumDone, StepLogged
 from rftui.headless import HeadlessView, event_json
+from rftui.report import leaderboard_text, show_data
 
 
 @pytest.fixture
@@ -92,3 +93,25 @@ def test_mlflow_status_of_runs_not_started_yet_and_of_runs_an_interrupt_left(tmp
     finally:
         resumed.close()
     assert _mlflow_status(tmp_path) == {"r1": "FINISHED", "r2": "FINISHED"}
+
+
+def test_leaderboard_says_which_run_a_clone_came_from_and_ranks_by_eval_loss(ctl, tmp_path, capsys):
+    cold = ctl.apply_op("clone", "r1", {}, "api", []).new_run_id
+    drive(ctl)
+    warm = ctl.apply_op("clone", "r2", {"warm_start": True, "edits": {"max_steps": 8}}, "api", []).new_run_id
+    ctl.close()
+    assert cli_main(["show", "exp", "--workdir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[1]
+    assert header.split() == ["#", "id", "label", "from", "status", "steps", "chunks", "loss", "eval_loss",
+                              "rougeL", "bleu"]
+    rows = {line.split()[1]: line for line in lines[3:]}
+    column = header.index("from")
+    origin = {run_id: line[column:].split("  ")[0] for run_id, line in rows.items()}
+    assert origin == {"r1": "-", "r2": "-", cold: "r1", warm: "r2 warm"}
+    assert rows[cold].split()[2] == "lr=1e-3" == rows["r1"].split()[2]  # the same label: `from` tells them apart
+    ranked = [line.split()[1] for line in lines[3:]]
+    eval_loss = {run["id"]: run["metrics"]["eval_loss"] for run in show_data(ctl.exp, ctl.store)["runs"]}
+    assert ranked == sorted(["r1", "r2", cold], key=eval_loss.get) + [warm]  # not evaluated yet: last
+    no_clones = {**show_data(ctl.exp, ctl.store), "runs": []}
+    assert "from" not in leaderboard_text(no_clones).splitlines()[1]
