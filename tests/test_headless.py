@@ -57,12 +57,16 @@ def test_json_lines_and_show_json_are_strict_json_when_a_run_diverges(ctl, tmp_p
     assert r1["metrics"] == {"loss": None, "eval_loss": 1.25, "rougeL": None, "bleu": None}
 
 
-def _mlflow_status(workdir) -> dict[str, str]:
+def _mlflow_runs(workdir) -> dict:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     experiment = client.get_experiment_by_name("exp")
-    return {run.data.tags["rftui.run_id"]: run.info.status for run in client.search_runs([experiment.experiment_id])}
+    return {run.data.tags["rftui.run_id"]: run for run in client.search_runs([experiment.experiment_id])}
+
+
+def _mlflow_status(workdir) -> dict[str, str]:
+    return {run_id: run.info.status for run_id, run in _mlflow_runs(workdir).items()}
 
 
 def test_mlflow_status_of_runs_not_started_yet_and_of_runs_an_interrupt_left(tmp_path):
@@ -74,6 +78,8 @@ def test_mlflow_status_of_runs_not_started_yet_and_of_runs_an_interrupt_left(tmp
         controller.start()
         controller.sink.flush()
         assert _mlflow_status(tmp_path) == {"r1": "SCHEDULED", "r2": "SCHEDULED"}
+        params = _mlflow_runs(tmp_path)["r1"].data.params  # the knobs, and the seed it trains with
+        assert (params["seed"], params["learning_rate"], params["lora.r"]) == ("0", "0.001", "4")
         done = []
         while not any(isinstance(e, QuantumDone) for e in done):  # r1's first quantum, then r2 is dispatched
             done += controller.step(0.05)

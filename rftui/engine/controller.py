@@ -112,8 +112,10 @@ class Controller:
         tags = {"rftui.run_id": rec.run_id, "rftui.experiment": self.spec.name,
                 "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower(),
                 IDENTITY_TAG: f"{self.spec.name}/{rec.run_id}/{row.get('created_at', 0):.6f}"}
+        params = flatten_params(dict(rec.spec.knobs))
+        params.setdefault("seed", str(int(rec.spec.training.get("seed", self.spec.seed))))  # the one trained with
         mlflow_id = self.sink.start_run(rec.run_id, label=f"{rec.run_id} {rec.spec.label}",
-                                        params=flatten_params(dict(rec.spec.knobs)), tags=tags,
+                                        params=params, tags=tags,
                                         mlflow_run_id=row.get("mlflow_run_id"))
         if mlflow_id and mlflow_id != row.get("mlflow_run_id"):
             self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
