@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
-from rftui.report import failure_reasons, json_safe, leaderboard_text, show_data
+from rftui.report import failure_reasons, json_safe, leaderboard_text, metric_text, show_data
 
 REDRAW_SECONDS = 0.25
 EXIT_INTERRUPTED = 130
@@ -29,7 +29,7 @@ def _metric_text(metrics: dict[str, float]) -> str:
     parts = []
     for name in ("loss", "eval_loss", "rougeL", "bleu"):
         if name in metrics:
-            parts.append(f"{name}={metrics[name]:.4f}")
+            parts.append(f"{name}={metric_text(float(metrics[name]))}")
     return " ".join(parts)
 
 

@@ -67,11 +67,13 @@ def _sort_key(run: dict[str, Any]) -> tuple:
     return (run["status"] == "deleted", missing, value if not missing else 0.0, run["id"])
 
 
-def _fmt(value: Any) -> str:
+def metric_text(value: Any) -> str:
+    """4 decimals; a small value in scientific notation (a tiny model's BLEU of 5.3e-05 read 0.0001, and one
+    under 5e-05 read 0.0000, as if nothing matched)."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     return str(value)
 
 
@@ -85,7 +87,7 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
         origin = (f"{run['parent']}{' warm' if run.get('warm_start') else ''}" if run.get("parent") else "-")
         rows.append([str(rank), run["id"], run["label"], *([origin] if clones else []), run["status"],
                      f"{run['steps_done']}/{run['total_steps']}", f"{run['chunks_done']}/{run['num_chunks']}",
-                     *(_fmt(run["metrics"].get(m)) for m in SHOWN_METRICS)])
+                     *(metric_text(run["metrics"].get(m)) for m in SHOWN_METRICS)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     title = f"experiment {data['experiment']} ({data['workdir']})"

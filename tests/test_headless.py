@@ -121,3 +121,16 @@ def test_leaderboard_says_which_run_a_clone_came_from_and_ranks_by_eval_loss(ctl
     assert ranked == sorted(["r1", "r2", cold], key=eval_loss.get) + [warm]  # not evaluated yet: last
     no_clones = {**show_data(ctl.exp, ctl.store), "runs": []}
     assert "from" not in leaderboard_text(no_clones).splitlines()[1]
+
+
+def test_small_metric_values_keep_their_digits_in_the_leaderboard_and_progress_lines(ctl):
+    # A tiny model's BLEU of 5.3e-05 read 0.0001 (and one under 5e-05 read 0.0000): runs looked equal.
+    run = {"id": "r1", "label": "lr=1e-3", "status": "completed", "parent": None, "warm_start": False,
+           "steps_done": 4, "total_steps": 4, "chunks_done": 2, "num_chunks": 2,
+           "metrics": {"loss": 2.11673, "eval_loss": 0.0, "rougeL": 0.0543, "bleu": 5.3463e-05}}
+    text = leaderboard_text({"experiment": "exp", "workdir": "/w", "status": "finished", "runs": [run]})
+    assert text.splitlines()[3].split()[-4:] == ["2.1167", "0.0000", "0.0543", "5.35e-05"]
+    report = ev.QuantumReport("r1", 0, 0, 2, 2, 4, 1.5, 1.0, 0.25, 0.25, None,
+                              {"loss": 2.11673, "bleu": 4.9e-05, "grad_norm": 0.1})
+    line = HeadlessView(ctl, io.StringIO(), json_lines=False, tty=False).describe(report)
+    assert line == "r1 [lr=1e-3] chunk 1/2 step 2/4 loss=2.1167 bleu=4.90e-05 1.5s (switch 250 ms)"
