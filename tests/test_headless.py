@@ -134,3 +134,23 @@ def test_small_metric_values_keep_their_digits_in_the_leaderboard_and_progress_l
                               {"loss": 2.11673, "bleu": 4.9e-05, "grad_norm": 0.1})
     line = HeadlessView(ctl, io.StringIO(), json_lines=False, tty=False).describe(report)
     assert line == "r1 [lr=1e-3] chunk 1/2 step 2/4 loss=2.1167 bleu=4.90e-05 1.5s (switch 250 ms)"
+
+
+def test_a_run_resumed_by_ctl_while_no_process_trains_it_stays_killed_in_mlflow(tmp_path):
+    # `rftui ctl EXP resume RUN` on a stopped experiment makes the run `waiting`; MLflow said RUNNING for good.
+    pytest.importorskip("mlflow")
+    from rftui.control import submit
+
+    controller = fake_experiment(tmp_path, tracking=True, max_steps=40, num_chunks=4)
+    try:
+        controller.start()
+        controller.apply_op("stop", "r1", {}, "api", [])
+        controller.begin_shutdown()
+        while not controller.finished:
+            controller.step(0.05)
+    finally:
+        controller.close()
+    assert _mlflow_status(tmp_path)["r1"] == "KILLED"
+    assert submit(controller.exp, controller.spec, controller.store, "resume", "r1", {})["status"] == "applied"
+    assert controller.store.get_run("r1")["status"] in ("waiting", "pending")
+    assert _mlflow_status(tmp_path)["r1"] == "KILLED"

@@ -253,6 +253,8 @@ class Controller:
             if self.sink is not None:
                 mlflow_status = {"running": "RUNNING", "waiting": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
                                  "failed": "FAILED"}.get(status)
+                if status == "waiting" and self.pool is None:  # resumed by `rftui ctl` with no process to train
+                    mlflow_status = None  # it: it stays KILLED until `rftui resume` trains it (then RUNNING)
                 if mlflow_status:
                     known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
                     if status == "failed" and reason:
