@@ -136,19 +136,36 @@ class HeadlessView:
 
     def _draw_bars(self) -> None:
         self._clear_bars()
-        lines = []
+        lines, urgency = [], []
         for rec in self.ctl.runs.values():
             if rec.status == "deleted":
                 continue
+            urgency.append({"running": 0, "waiting": 1, "pending": 2}.get(rec.status, 3))
             done = max(rec.steps_done, rec.live_step) if rec.status == "running" else rec.steps_done
             fraction = done / rec.total_steps if rec.total_steps else 0.0
             filled = int(fraction * 24)
             loss = rec.last.get("loss")
             lines.append(f"  {rec.run_id:<4} [{'#' * filled}{'.' * (24 - filled)}] {done:>5}/{rec.total_steps:<5} "
                          f"{rec.status:<9} {rec.spec.label}" + (f"  loss {loss:.4f}" if loss is not None else ""))
+        # The bars are erased by moving the cursor up one row per line: a line that wraps, or more lines than
+        # the screen has rows, would leave stale bars behind in the scrollback at every redraw.
+        columns, rows = self._terminal_size()
+        if len(lines) > max(2, rows - 2):  # the runs training now first, in id order
+            shown = max(2, rows - 2) - 1
+            keep = sorted(sorted(range(len(lines)), key=lambda i: (urgency[i], i))[:shown])
+            lines = [lines[i] for i in keep] + [f"  ... {len(lines) - shown} more runs (`rftui show "
+                                                f"{self.ctl.exp.name}`)"]
+        lines = [line[:max(20, columns - 1)] for line in lines]
         self._write("\n".join(lines) + "\n")
         self.bar_lines = 0 if self.closed else len(lines)
         self.last_draw = time.monotonic()
+
+    def _terminal_size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.out.fileno())
+            return size.columns, size.lines
+        except (OSError, ValueError, AttributeError):
+            return 80, 24
 
     def finish(self) -> None:
         self._clear_bars()

@@ -154,3 +154,22 @@ def test_a_run_resumed_by_ctl_while_no_process_trains_it_stays_killed_in_mlflow(
     assert submit(controller.exp, controller.spec, controller.store, "resume", "r1", {})["status"] == "applied"
     assert controller.store.get_run("r1")["status"] in ("waiting", "pending")
     assert _mlflow_status(tmp_path)["r1"] == "KILLED"
+
+
+def test_progress_bars_fit_the_terminal(ctl, monkeypatch):
+    # The bars are erased by moving the cursor up a row per line: a wrapped line or more lines than rows left
+    # stale bars in the scrollback at every redraw.
+    out = io.StringIO()
+    view = HeadlessView(ctl, out, json_lines=False, tty=True)
+    monkeypatch.setattr(view, "_terminal_size", lambda: (40, 24))
+    ctl.runs["r2"].status = "running"
+    view._draw_bars()
+    lines = out.getvalue().splitlines()
+    assert [line[:6] for line in lines] == ["  r1  ", "  r2  "] and all(len(line) <= 39 for line in lines)
+    assert view.bar_lines == 2
+    ctl.apply_op("clone", "r1", {}, "api", [])  # a third run, pending
+    monkeypatch.setattr(view, "_terminal_size", lambda: (120, 4))  # room for one run: the one training
+    view._draw_bars()
+    redraw = out.getvalue().split("\x1b[2F\x1b[J")[1].splitlines()
+    assert redraw[0].startswith("  r2   [") and redraw[1] == "  ... 2 more runs (`rftui show exp`)"
+    assert view.bar_lines == 2
