@@ -18,6 +18,14 @@ REDRAW_SECONDS = 0.25
 EXIT_INTERRUPTED = 130
 
 
+@dataclasses.dataclass(frozen=True)
+class ExperimentInterrupted:
+    """The `--json` stream's last line after Ctrl-C (exit 130): `rftui resume` continues from the checkpoints."""
+
+    name: str
+    workdir: str
+
+
 def event_json(event: Any) -> str:
     payload = dataclasses.asdict(event) if dataclasses.is_dataclass(event) else {"value": repr(event)}
     payload.pop("run", None)
@@ -210,8 +218,13 @@ def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines
                 controller.begin_shutdown()
             view.render(controller.step(0.25))
         if interrupted["count"]:
-            view.line(f"interrupted: checkpointed; continue with `rftui resume {controller.spec.name}"
-                      f" --workdir {controller.exp.workdir}`")
+            note = (f"interrupted: checkpointed; continue with `rftui resume {controller.spec.name}"
+                    f" --workdir {controller.exp.workdir}`")
+            if json_lines:  # stdout carries JSON only: the stream says it too, the person reads stderr
+                view.render([ExperimentInterrupted(controller.spec.name, str(controller.exp.workdir))])
+                print(f"rftui: {note}", file=sys.stderr)
+            else:
+                view.line(note)
     finally:
         signal.signal(signal.SIGINT, previous)
         controller.close()

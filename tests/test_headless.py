@@ -173,3 +173,28 @@ def test_progress_bars_fit_the_terminal(ctl, monkeypatch):
     redraw = out.getvalue().split("\x1b[2F\x1b[J")[1].splitlines()
     assert redraw[0].startswith("  r2   [") and redraw[1] == "  ... 2 more runs (`rftui show exp`)"
     assert view.bar_lines == 2
+
+
+def test_ctrl_c_with_json_keeps_stdout_json_and_says_it_was_interrupted(tmp_path, capsys):
+    # The "interrupted: checkpointed; continue with ..." text line was written to the JSON stream.
+    import os
+    import signal
+    import threading
+
+    from rftui.headless import run_headless
+
+    controller = fake_experiment(tmp_path, max_steps=400, step_seconds=0.01)
+    out = io.StringIO()
+    events = controller.start()
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = run_headless(controller, stream=out, json_lines=True, tty=False, first_events=events)
+    finally:
+        timer.cancel()
+    assert code == 130
+    records = [_strict_json(line) for line in out.getvalue().splitlines()]
+    assert records[-1]["event"] == "ExperimentInterrupted"
+    assert (records[-1]["name"], records[-1]["workdir"]) == ("exp", str(tmp_path))
+    assert "ExperimentFinished" not in {record["event"] for record in records}
+    assert f"continue with `rftui resume exp --workdir {tmp_path}`" in capsys.readouterr().err
