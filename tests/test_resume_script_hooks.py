@@ -92,31 +92,21 @@ def test_api_resume_takes_script_hooks_from_main_or_refuses(tmp_path, monkeypatc
     assert query(exp.state_db, "select value from metrics where name='pred_count'") == [(4.0,)]  # its 4 eval rows
 
 
-def test_rftui_resume_refuses_hooks_whose_module_cannot_be_found_from_here(tmp_path):
+@pytest.mark.parametrize("name, config_edit", [
     # created where `my_hooks` was importable (another directory, PYTHONPATH, a virtualenv); resumed without it
-    exp, _, store = script_experiment(tmp_path, "elsewhere", formatting_only=True)
-    spec_row = store.get_meta("config")
-    store.set_meta("config", {**spec_row, "create_model": "my_hooks_not_here:create"})
+    ("elsewhere", {}),
+    # run_fit records no data section: the hooks are looked up from here, not from a config file's folder
+    ("fromapi", {"data": None}),
+])
+def test_rftui_resume_refuses_hooks_whose_module_cannot_be_found_from_here(tmp_path, name, config_edit):
+    exp, _, store = script_experiment(tmp_path, name, formatting_only=True)
+    store.set_meta("config", {**store.get_meta("config"), **config_edit, "create_model": "my_hooks_not_here:create"})
     store.close()
     before = dump(exp.state_db)
-    result = cli("resume", "elsewhere", "--workdir", tmp_path, "--no-ui", "--no-tracking", "--device", "cpu")
+    result = cli("resume", name, "--workdir", tmp_path, "--no-ui", "--no-tracking", "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert ("needs hooks that cannot be found from here: `my_hooks_not_here:create` (create_model): module "
             "`my_hooks_not_here` cannot be found") in result.stderr
     assert "nothing was changed" in result.stderr
-    assert dump(exp.state_db) == before
-
-
-def test_rftui_resume_checks_the_hooks_of_an_experiment_created_from_python(tmp_path):
-    # run_fit records no data section: the hooks are looked up from here, not from a config file's folder
-    exp, _, store = script_experiment(tmp_path, "fromapi", formatting_only=True)
-    store.set_meta("config", {**store.get_meta("config"), "data": None, "create_model": "my_hooks_not_here:create"})
-    store.close()
-    before = dump(exp.state_db)
-    result = cli("resume", "fromapi", "--workdir", tmp_path, "--no-ui", "--no-tracking", "--device", "cpu")
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert ("needs hooks that cannot be found from here: `my_hooks_not_here:create` (create_model): module "
-            "`my_hooks_not_here` cannot be found") in result.stderr
     assert dump(exp.state_db) == before
