@@ -88,15 +88,21 @@ async def test_warm_clone_of_a_run_without_a_checkpoint_is_refused_before_the_di
     assert source.ops_sent == []
 
 
+async def submit_clone_edit(pilot, app, old: str, new: str) -> None:
+    """Open the clone dialog on the selected run, replace `old` with `new` in its YAML and submit."""
+    await pilot.press("c")
+    editor = app.screen.query_one("TextArea")
+    assert old in editor.text.splitlines()
+    editor.text = editor.text.replace(old, new)
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+
+
 async def test_clone_dialog_shows_validation_errors_and_stays_open(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        await pilot.press("c")
-        editor = app.screen.query_one("TextArea")
-        editor.text = editor.text.replace("lora.r: 8", "lora.r: eight")
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await submit_clone_edit(pilot, app, "lora.r: 8", "lora.r: eight")
         assert isinstance(app.screen, CloneDialog)
         assert any("lora.r" in p and "integer" in p for p in app.screen.problems)
         problems = str(app.screen.query_one("#problems").render())
@@ -110,12 +116,7 @@ async def test_clone_dialog_refuses_a_knob_given_twice(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        await pilot.press("c")
-        editor = app.screen.query_one("TextArea")
-        assert editor.text.splitlines()[14] == "lora.r: 8"
-        editor.text = editor.text.replace("lora.r: 8", "lora.r: 8\nlora.r: 16")  # YAML alone would take 16
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await submit_clone_edit(pilot, app, "lora.r: 8", "lora.r: 8\nlora.r: 16")  # YAML alone would take 16
         assert isinstance(app.screen, CloneDialog)
         assert app.screen.problems == ["line 16: `lora.r` is given twice (also on line 15) — keep one of them"]
         assert "line 16: `lora.r` is given twice" in str(app.screen.query_one("#problems").render())
@@ -179,11 +180,7 @@ async def test_a_long_bad_value_is_cut_so_the_hint_stays_in_view(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=(100, 32)) as pilot:
         await settle(pilot, app)
-        await pilot.press("c")
-        editor = app.screen.query_one("TextArea")
-        editor.text = editor.text.replace("learning_rate: 0.001", "learning_rate: " + "x" * 900)
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await submit_clone_edit(pilot, app, "learning_rate: 0.001", "learning_rate: " + "x" * 900)
         assert app.screen.problems == [f"learning_rate: expected a number, got str '{'x' * 38}… — "
                                        "write `learning_rate` as a number"]
         hint = f"'{'x' * 38}… — write `learning_rate` as a number"
