@@ -336,8 +336,9 @@ class Controller:
 
     def _drop_warm_source(self, rec: RunRecord) -> None:
         """A warm clone's copy of its source's state is needed until the clone's own first checkpoint is
-        recorded (a retry or a resume starts from it until then); after that it is only disk."""
-        if rec.warm_from and rec.checkpoint_dir and self.store.get_run(rec.run_id).get("checkpoint_dir"):
+        recorded (a retry or a resume starts from it until then; every branch above stored the run's fields,
+        checkpoint_dir included); after that it is only disk."""
+        if rec.warm_from and rec.checkpoint_dir:
             shutil.rmtree(rec.warm_from, ignore_errors=True)
             rec.warm_from = None
 
