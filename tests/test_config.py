@@ -190,6 +190,9 @@ def test_trainer_is_case_insensitive_in_yaml(tmp_path):
     data.write_text('{"instruction": "hi", "response": "hello"}\n')
     spec = parse_experiment(HEADER % data + "trainer: sft\n", "ok.yaml", tmp_path)
     assert spec.trainer_type == "SFT"
+    # read as the Python API reads RFGridSearch(..., trainer_type=" sft "): one rule for both
+    spec = parse_experiment(HEADER % data + "trainer: ' sft '\n", "ok.yaml", tmp_path)
+    assert spec.trainer_type == "SFT" == RFGridSearch(configs=[], trainer_type=" sft ").trainer_type
 
 
 def test_malformed_yaml_names_the_line(tmp_path):

@@ -141,8 +141,9 @@ class RFModelConfig:
 TRAINER_TYPES = ("SFT",)
 
 
-def _trainer(trainer_type: Any) -> Any:
-    """"sft" and "SFT" name the same trainer, as in RapidFire AI (anything else is left for validation)."""
+def trainer_name(trainer_type: Any) -> Any:
+    """"sft" and "SFT" name the same trainer, as in RapidFire AI; the Python API and the config file's
+    `trainer:` both read it here (anything not text is left for validation)."""
     return trainer_type.strip().upper() if isinstance(trainer_type, str) else trainer_type
 
 
@@ -151,7 +152,7 @@ class RFGridSearch:
 
     def __init__(self, configs: Any, trainer_type: str = "SFT"):
         self.configs = as_choices(configs)
-        self.trainer_type = _trainer(trainer_type)
+        self.trainer_type = trainer_name(trainer_type)
 
 
 class RFRandomSearch:
@@ -164,7 +165,7 @@ class RFRandomSearch:
         self.configs = as_choices(configs)
         self.num_runs = num_runs
         self.seed = seed
-        self.trainer_type = _trainer(trainer_type)
+        self.trainer_type = trainer_name(trainer_type)
 
 
 def is_knob(value: Any) -> bool:

@@ -13,6 +13,7 @@ from rftui.config.hooks import check_hook_ref
 from rftui.config.keymap import check_keymap
 from rftui.config.knobs import (
     TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig,
+    trainer_name,
 )
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.rules import coerce, did_you_mean, known_args
@@ -237,9 +238,7 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     problem = None if name is None else name_problem(name)
     if problem is not None:
         r.add(problem.path, problem.message, problem.hint)
-    trainer = top.get("trainer", "SFT")
-    if isinstance(trainer, str):
-        trainer = trainer.upper()  # "sft" means SFT, as in the Python API
+    trainer = trainer_name(top.get("trainer", "SFT"))
     if trainer not in TRAINER_TYPES:
         r.add("trainer", f"unknown trainer type {trainer!r}", f"use one of: {', '.join(TRAINER_TYPES)}")
     num_chunks = r.integer(top.get("num_chunks"), "num_chunks", 4, 1)
