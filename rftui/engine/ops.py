@@ -21,13 +21,18 @@ def find_run(ctl: "Controller", run_id: str | None):
         return ctl.runs[run_id]
     if run_id.isdigit() and f"r{run_id}" in ctl.runs:
         return ctl.runs[f"r{run_id}"]
-    matches = [r for r in ctl.runs.values() if r.spec.label == run_id]
-    return matches[0] if len(matches) == 1 else None
+    matches = _label_matches(ctl, run_id)
+    return ctl.runs[matches[0]] if len(matches) == 1 else None
+
+
+def _label_matches(ctl: "Controller", label: Any) -> list[str]:
+    """The ids of the runs whose label is exactly `label` (clones share their source's label)."""
+    return [r.run_id for r in ctl.runs.values() if r.spec.label == str(label)]
 
 
 def _unknown_run(ctl: "Controller", run_id: Any) -> str:
-    matches = [r.run_id for r in ctl.runs.values() if r.spec.label == str(run_id)]
-    if len(matches) > 1:  # clones share their source's label
+    matches = _label_matches(ctl, run_id)
+    if len(matches) > 1:
         return f"label {str(run_id)!r} names {len(matches)} runs ({', '.join(matches)}); give the run id"
     return f"no run {run_id!r} in experiment {ctl.spec.name} (runs: {', '.join(ctl.runs) or 'none'})"
 
