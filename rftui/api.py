@@ -53,7 +53,7 @@ class Experiment:
         problems += validate_search(config_group)
         if problems:
             raise ConfigError(problems)
-        runs = expand(config_group)
+        runs = expand(config_group, space_checked=True)  # validate_search counted a random search's space
         if create_model_fn is None:  # every run would fail in its worker: refuse before creating anything
             from rftui.training.model_loading import check_models_available
 

@@ -132,3 +132,24 @@ def test_every_bad_run_fit_argument_is_reported_at_once(tmp_path):
     with pytest.raises(ConfigError, match="3 problems") as caught:
         experiment.run_fit(_tiny_group(), None, ROWS, num_chunks=0, workers=0, device="gpu", quiet=True)
     assert [p.path for p in caught.value.problems] == ["num_chunks", "workers", "device"]
+
+
+def test_run_fit_counts_a_random_search_space_once(tmp_path, monkeypatch):
+    import rftui.config.expand as expand_module
+    from rftui import RFRandomSearch
+    from rftui.errors import DataError
+
+    counted = []
+    count = expand_module.distinct_count
+    monkeypatch.setattr(expand_module, "distinct_count", lambda configs: counted.append(1) or count(configs))
+    group = RFRandomSearch(RFModelConfig(
+        model_name="rftui/tiny-llama", peft_config=RFLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]),
+        training_args=RFSFTConfig(learning_rate=List([1e-3, 1e-4]), max_steps=4)), num_runs=2)
+    experiment = Experiment("space", workdir=tmp_path / "runs")
+    with pytest.raises(DataError, match="train_dataset is missing"):  # past the check: the runs were drawn
+        experiment.run_fit(group, create_model, None, num_chunks=2, quiet=True)
+    assert counted == [1]
+    group.num_runs, counted[:] = 3, []
+    with pytest.raises(ConfigError, match="random search asks for 3 distinct configs, but the search space has only 2"):
+        experiment.run_fit(group, create_model, None, num_chunks=2, quiet=True)
+    assert counted == [1] and not (tmp_path / "runs").exists()

@@ -103,10 +103,11 @@ def too_few_problem(group: RFRandomSearch) -> Problem | None:
                    f"use num_runs={distinct} or fewer, RFGridSearch to run all {distinct}, or add choices")
 
 
-def _sample_distinct(group: RFRandomSearch) -> list[Any]:
+def _sample_distinct(group: RFRandomSearch, space_checked: bool = False) -> list[Any]:
     """`num_runs` distinct draws in draw order; a draw equal to an earlier one is skipped
-    (two identical runs would only spend compute twice)."""
-    problem = too_few_problem(group)
+    (two identical runs would only spend compute twice). `space_checked`: the caller has already
+    asked too_few_problem (validate_search does), so the space is not counted again."""
+    problem = None if space_checked else too_few_problem(group)
     if problem is not None:
         raise ConfigError([problem])
     rng = random.Random(group.seed)
@@ -128,10 +129,10 @@ def _sample_distinct(group: RFRandomSearch) -> list[Any]:
     return variants
 
 
-def resolved_configs(group: RFGridSearch | RFRandomSearch | Any) -> list[dict[str, Any]]:
+def resolved_configs(group: RFGridSearch | RFRandomSearch | Any, space_checked: bool = False) -> list[dict[str, Any]]:
     """The plain model configs of a search (a bare RFModelConfig or List counts as a grid)."""
     if isinstance(group, RFRandomSearch):
-        variants = _sample_distinct(group)
+        variants = _sample_distinct(group, space_checked)
     else:
         variants = _grid(group.configs if isinstance(group, RFGridSearch) else as_choices(group))
     configs = []
@@ -260,13 +261,14 @@ def run_spec(run_id: str, label: str, config: dict[str, Any], knobs: dict[str, A
     )
 
 
-def expand(group: Any, first_index: int = 1) -> list[RunSpec]:
-    """RunSpecs for a search: ids r1, r2, ... in expansion order, labels from differing knobs."""
+def expand(group: Any, first_index: int = 1, *, space_checked: bool = False) -> list[RunSpec]:
+    """RunSpecs for a search: ids r1, r2, ... in expansion order, labels from differing knobs.
+    `space_checked`: validate_search has passed it (a random search's space is not counted twice)."""
     from rftui.training.model_loading import portable_model_kwargs
 
     # torch dtypes, BitsAndBytesConfig and such in model_kwargs: kept by name / as a dict, so they can be stored
     configs = [{**c, "model_kwargs": portable_model_kwargs(_plain(c.get("model_kwargs") or {}))}
-               for c in resolved_configs(group)]
+               for c in resolved_configs(group, space_checked)]
     flats = [flatten_knobs(c) for c in configs]
     labels = make_labels(flats)
     return [
