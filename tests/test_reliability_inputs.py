@@ -48,6 +48,17 @@ def existing_experiment(workdir: Path, damage: bool = False) -> None:
         (workdir / "smoke" / "state.db").write_bytes(bytes(range(256)) * 64)
 
 
+def hook_file(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def formatting(tmp: Path, ref: str) -> Path:
+    """smoke.yaml with `data.formatting: ref` (on line 12)."""
+    return config(tmp, **{"select: [300, 304]}": f"select: [300, 304]}}\n  formatting: {ref}"})
+
+
 def run(tmp, *extra):
     return ["run", tmp / "experiment.yaml", "--no-ui", "--no-tracking", *extra]
 
@@ -137,12 +148,42 @@ CASES = {
     "tokenizer-dir-not-a-tokenizer": (lambda t, w: ((t / "tok").mkdir(), config(
         t, **{"{name: rftui/tiny-llama}": f"{{name: rftui/tiny-llama, tokenizer: {t / 'tok'}}}"}),
         run(t, "--workdir", w))[2], r"Cannot load tokenizer '.*/tok': that directory has no tokenizer_config\.json"),
-    "formatting-function-missing": (lambda t, w: ((t / "fmt.py").write_text("def other(row):\n    return row\n"),
-                                                  config(t, **{"select: [300, 304]}": "select: [300, 304]}\n"
-                                                               f"  formatting: {t / 'fmt.py'}:nope"}),
-                                                  run(t, "--workdir", w))[2],
+    # a formatting function that cannot be loaded: refused at data.formatting, with the hint for its cause
+    "formatting-function-missing": (lambda t, w: (hook_file(t, "fmt.py", "def other(row):\n    return row\n"),
+                                                  formatting(t, f"{t / 'fmt.py'}:nope"), run(t, "--workdir", w))[2],
                                     r"experiment\.yaml:12: data\.formatting: hook `.*fmt\.py:nope`: `nope` is not a "
-                                    r"function in .*fmt\.py — name a function that the module defines"),
+                                    r"function in .*fmt\.py — name a function that the module defines, as "
+                                    r"module:function or file\.py:function; it defines `other`$"),
+    "formatting-file-not-found": (lambda t, w: (formatting(t, "hooks/fmt.py:fmt"), run(t, "--workdir", w))[1],
+                                  r"experiment\.yaml:12: data\.formatting: hook 'hooks/fmt\.py:fmt' file "
+                                  r".*/hooks/fmt\.py does not exist \(relative to .*\)"),
+    "formatting-module-not-found": (lambda t, w: (formatting(t, "no_such_hooks_module:fmt"), run(t, "--workdir", w))[1],
+                                    r"data\.formatting: hook 'no_such_hooks_module:fmt' module `no_such_hooks_module` "
+                                    r"cannot be found: it is not installed in this Python environment and there is no "
+                                    r".*/no_such_hooks_module\.py"),
+    "formatting-module-raises-on-import": (
+        lambda t, w: (hook_file(t, "fmt.py", "import json\n\nLIMIT = int('ten')\n\ndef fmt(row):\n    return row\n"),
+                      formatting(t, f"{t / 'fmt.py'}:fmt"), run(t, "--workdir", w))[2],
+        r"experiment\.yaml:12: data\.formatting: hook `.*fmt\.py:fmt`: importing .*fmt\.py raised ValueError: "
+        r"invalid literal for int\(\) with base 10: 'ten' \(.*/fmt\.py, line 3\) — fix the module so that it "
+        r"imports; the function cannot be loaded until it does$"),
+    "formatting-module-syntax-error": (
+        lambda t, w: (hook_file(t, "fmt.py", "def fmt(row):\n    return row +\n"),
+                      formatting(t, f"{t / 'fmt.py'}:fmt"), run(t, "--workdir", w))[2],
+        r"data\.formatting: hook `.*fmt\.py:fmt`: importing .*fmt\.py raised SyntaxError: .*\(.*/fmt\.py, line 2\) "
+        r"— fix the module so that it imports"),
+    "formatting-module-missing-dependency": (  # named as module:function, found next to the config file
+        lambda t, w: (hook_file(t, "fmt_needs_dep.py", "import json\nimport no_such_dependency_xyz\n"),
+                      formatting(t, "fmt_needs_dep:fmt"), run(t, "--workdir", w))[2],
+        r"data\.formatting: hook `fmt_needs_dep:fmt`: importing fmt_needs_dep raised ModuleNotFoundError: No module "
+        r"named 'no_such_dependency_xyz' \(.*/fmt_needs_dep\.py, line 2\) — fix the module"),
+    # one that loads but raises on a row fails the runs using it: in a config file that is every run, so the
+    # experiment is refused, naming the row
+    "formatting-function-raises-on-a-row": (
+        lambda t, w: (hook_file(t, "fmt.py", "def fmt(row):\n    raise ValueError('cannot format this one')\n"),
+                      formatting(t, f"{t / 'fmt.py'}:fmt"), run(t, "--workdir", w))[2],
+        r"train data \(data file .*support\.jsonl\) row \d+ \(line \d+\): formatting function .*fmt.* raised "
+        r"ValueError: cannot format this one"),
     "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
                            r"rows\.jsonl is empty"),
 }

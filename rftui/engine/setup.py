@@ -104,10 +104,10 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
             continue
         try:
             func = resolve_hook(run.formatting_func, base_dir) or default_formatter(spec)
-        except HookError as exc:  # named where it was written: the config file's line, or run_fit's argument
+        except HookError as exc:  # named where it was written (the config file's line, or run_fit's argument),
+            # with the hint for its cause: no such module, a module that raises on import, no such function
             where = "data.formatting" if spec.source_file else "formatting_func"
-            raise ConfigError([Problem(where, str(exc), "name a function that the module defines, as "
-                                       "module:function or file.py:function", spec.source_file)]) from None
+            raise ConfigError([Problem(where, exc.message, exc.hint, spec.source_file)]) from None
         try:
             train = format_rows(train_rows, _formatter(spec, run, func, train_rows), *_origin(spec, "train", train_rows))
             evals = format_rows(eval_rows, _formatter(spec, run, func, eval_rows),
