@@ -6,6 +6,7 @@ writer), every write is one `BEGIN IMMEDIATE` transaction, and each connection w
 `BUSY_TIMEOUT_MS` for the write lock instead of failing with "database is locked".
 Inside one process each thread gets its own connection (the controller thread writes, a
 TUI thread reads). Stdlib only: this module must stay importable without torch.
+The ops table's methods (the IC op queue) are in rftui.engine.op_queue.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from rftui.engine.op_queue import OpQueue, check_choice as _check
 from rftui.errors import ExperimentError
 
 SCHEMA_VERSION = 1
@@ -26,9 +28,6 @@ BUSY_TIMEOUT_MS = 5000
 
 RUN_STATUSES = ("pending", "running", "waiting", "completed", "stopped", "failed", "deleted")
 QUANTUM_STATUSES = ("running", "done", "preempted", "failed", "lost")
-OP_SOURCES = ("tui", "ctl", "api", "auto")
-OP_KINDS = ("stop", "resume", "clone", "delete")
-OP_STATUSES = ("pending", "applied", "refused")
 
 _SCHEMA = """
 CREATE TABLE experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,11 +67,6 @@ _QUANTUM_FINISH_FIELDS = frozenset({
     "end_step", "ended_at", "train_seconds", "switch_seconds", "eval_seconds", "tokens"})
 
 
-def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
-
-
 def _run_row(row: sqlite3.Row) -> dict:
     d = dict(row)
     d["spec"] = json.loads(d["spec_json"])
@@ -80,13 +74,7 @@ def _run_row(row: sqlite3.Row) -> dict:
     return d
 
 
-def _op_row(row: sqlite3.Row) -> dict:
-    d = dict(row)
-    d["args"] = json.loads(d["args_json"])
-    return d
-
-
-class Store:
+class Store(OpQueue):
     """One open state.db. Build it with `Store.create` or `Store.open`, never directly."""
 
     def __init__(self, path: Path, readonly: bool) -> None:
@@ -391,71 +379,3 @@ class Store:
         return [dict(r) for r in self._read(
             "SELECT seq, run_id, step, name, value, kind, wall_time FROM metrics"
             " WHERE seq > ? ORDER BY seq", (since_rowid,))]
-
-    # ---- IC ops ----------------------------------------------------------------------
-    def submit_op(self, source: str, op: str, run_id: str | None, args: dict | None = None) -> int:
-        """Queue an op for the controller (from any process); returns its id."""
-        return self._insert_op(source, op, run_id, args, "pending", None, None)
-
-    def record_op(self, source: str, op: str, run_id: str | None, args: dict | None,
-                  status: str, reason: str | None = None, new_run_id: str | None = None) -> int:
-        """Log an op the controller has already applied or refused."""
-        if status == "pending":
-            raise ValueError("record_op is for resolved ops; use submit_op to queue one")
-        return self._insert_op(source, op, run_id, args, status, reason, new_run_id)
-
-    def _insert_op(self, source, op, run_id, args, status, reason, new_run_id) -> int:
-        _check(source, OP_SOURCES, "op source")
-        _check(op, OP_KINDS, "op")
-        _check(status, OP_STATUSES, "op status")
-        now = time.time()
-        with self._write() as c:
-            return c.execute(
-                "INSERT INTO ops(created_at, source, op, run_id, args_json, status, reason,"
-                " new_run_id, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (now, source, op, run_id, json.dumps(args or {}), status, reason, new_run_id,
-                 None if status == "pending" else now)).lastrowid
-
-    def pending_ops(self) -> list[dict]:
-        return [_op_row(r) for r in
-                self._read("SELECT * FROM ops WHERE status = 'pending' ORDER BY id")]
-
-    def resolve_op(self, op_id: int, status: str, reason: str | None = None,
-                   new_run_id: str | None = None) -> None:
-        """Mark a pending op applied or refused. An op is resolved once only."""
-        if status not in ("applied", "refused"):
-            raise ValueError(f"an op resolves to 'applied' or 'refused', not {status!r}")
-        with self._write() as c:
-            cur = c.execute("UPDATE ops SET status = ?, reason = ?, new_run_id = ?,"
-                            " resolved_at = ? WHERE id = ? AND status = 'pending'",
-                            (status, reason, new_run_id, time.time(), op_id))
-            if cur.rowcount == 0:
-                raise KeyError(f"op {op_id} is not pending in {self.path}")
-
-    def withdraw_op(self, op_id: int, reason: str) -> bool:
-        """Refuse a still-pending op on the submitter's side (its controller went away without reading
-        it). True when this call resolved it; False when the controller had already answered."""
-        try:
-            self.resolve_op(op_id, "refused", reason)
-        except KeyError:
-            return False
-        return True
-
-    def get_op(self, op_id: int) -> dict | None:
-        rows = self._read("SELECT * FROM ops WHERE id = ?", (op_id,))
-        return _op_row(rows[0]) if rows else None
-
-    def list_ops(self) -> list[dict]:
-        return [_op_row(r) for r in self._read("SELECT * FROM ops ORDER BY id")]
-
-    def wait_op(self, op_id: int, timeout: float, poll: float = 0.05) -> dict:
-        """Poll until the op is resolved or `timeout` seconds pass; returns the op as it
-        stands (status still 'pending' on timeout, e.g. when no controller is running)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            op = self.get_op(op_id)
-            if op is None:
-                raise KeyError(f"no op {op_id} in {self.path}")
-            if op["status"] != "pending" or time.monotonic() >= deadline:
-                return op
-            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
