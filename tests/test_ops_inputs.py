@@ -100,7 +100,10 @@ def test_a_warm_start_refuses_edits_that_change_the_adapters_tensors_or_the_opti
     resolved = ctl.apply_op("clone", "r1", {"warm_start": True, "edits": edits}, "ctl", [])
     assert resolved.status == "refused"
     what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
-    assert f"run r1's {what}; {fixed} cannot change (only lora.lora_alpha, lora.lora_dropout" in resolved.reason
+    them = "them" if "," in fixed else "it"
+    assert resolved.reason == (f"a warm start continues run r1's {what}; {fixed} cannot change (only lora.lora_alpha, "
+                               "lora.lora_dropout, lora.use_rslora, lora.alpha_pattern and training hyperparameters "
+                               f"can; a clone from scratch can change {them})")  # no front end's flag: all show it
     assert list(ctl.runs) == ["r1", "r2"] and not (ctl.exp.checkpoints / "r3").exists()  # nothing half-made
     cold = ctl.apply_op("clone", "r1", {"edits": edits}, "ctl", [])  # from scratch, any adapter is fine
     assert cold.status == "applied" and cold.new_run_id == "r3"
@@ -128,7 +131,7 @@ def test_clone_refusals_say_what_to_do(tmp_path):
     assert ctl.apply_op("delete", "r3", {}, "ctl", []).status == "applied"  # pending: it never trained
     never = ctl.apply_op("clone", "r3", {"warm_start": True}, "ctl", [])
     assert never.reason == "run r3 is deleted and never finished a quantum: it has no state to warm-start from; " \
-                           "clone it without --warm"
+                           "clone it from scratch instead"
     twice = ctl.apply_op("stop", "lr=1e-3", {}, "ctl", [])
     assert twice.reason == "label 'lr=1e-3' names 2 runs (r1, r3); give the run id"
     assert [r for r in ctl.runs] == ["r1", "r2", "r3"]
@@ -197,6 +200,17 @@ def test_resume_refusals_say_what_to_do_instead(tmp_path):
     assert ctl.apply_op("resume", "r1", {}, "ctl", []).status == "applied"  # stopped now
     assert ctl.apply_op("resume", "r2", {}, "ctl", []).reason == (
         "run r2 is deleted; only stopped runs can be resumed; clone it to train its config again")
+
+
+def test_resuming_a_completed_run_points_to_a_warm_start_clone_in_no_front_ends_words(tmp_path):
+    ctl = fake_pool_controller(tmp_path, max_steps=2, num_chunks=1)
+    ctl.start()
+    while ctl.runs["r1"].status != "completed":
+        ctl.step(0)
+        ctl.pool.finish_one()
+    assert ctl.apply_op("resume", "r1", {}, "ctl", []).reason == (
+        "run r1 is completed; only stopped runs can be resumed; to train it further, make a warm-start clone of it "
+        "with a larger max_steps")
 
 
 def test_clone_edits_named_twice_or_by_a_labels_short_name_are_refused_with_the_fix(tmp_path):

@@ -64,8 +64,9 @@ def _stop(ctl, rec, args, out) -> Result:
     return "applied", None, None
 
 
+# Hints name the kind of clone, not a front end's flag or key: the CLI, the TUI and the Python API all show them.
 _RESUME_HINTS = {
-    "completed": "; to train it further, clone it with --warm and a larger max_steps",
+    "completed": "; to train it further, make a warm-start clone of it with a larger max_steps",
     "failed": "; clone it to try again (`rftui show` has its reason)",
     "deleted": "; clone it to train its config again",
 }
@@ -239,14 +240,14 @@ def _clone(ctl, rec, args, out) -> Result:
                 return "refused", (f"run {rec.run_id} has no state yet to warm-start from; wait for its first "
                                    "quantum"), None
             return "refused", (f"run {rec.run_id} is {rec.status} and never finished a quantum: it has no state to "
-                               "warm-start from; clone it without --warm"), None
+                               "warm-start from; clone it from scratch instead"), None
         fixed = warm_fixed_edits(rec.spec.lora, rec.spec.training, edits)
         if fixed:
             what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
             return "refused", (f"a warm start continues run {rec.run_id}'s {what}; "
                                f"{', '.join(fixed)} cannot change (only lora.{', lora.'.join(WARM_LORA_FREE)} "
-                               "and training hyperparameters can; clone without --warm to train "
-                               f"{'them' if len(fixed) > 1 else 'it'} from scratch)"), None
+                               "and training hyperparameters can; a clone from scratch can change "
+                               f"{'them' if len(fixed) > 1 else 'it'})"), None
     new_id = f"r{max((int(r.run_id[1:]) for r in ctl.runs.values() if r.run_id[1:].isdigit()), default=0) + 1}"
     spec = edited_spec(rec.spec, edits, new_id)
     total = total_steps(spec.training, ctl.store.get_meta("train_rows"))
