@@ -44,7 +44,7 @@ class Experiment:
                 eval_dataset: Any = None, num_chunks: int = 4, seed: int = 42, *, workers: int = 1,
                 device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:
         """Train every config of the group concurrently in `num_chunks` chunks (blocks until done)."""
-        from rftui.data.sources import rows_from_dataset
+        from rftui.data.in_memory import rows_from_dataset
         from rftui.engine.setup import create_experiment
 
         num_chunks, seed, workers = coerce("int", num_chunks), coerce("int", seed), coerce("int", workers)

@@ -18,7 +18,8 @@ from rftui.data.formatting import (
     make_chat_formatter,
     support_chat,
 )
-from rftui.data.sources import count_rows, load_rows, rows_from_dataset, shuffle_order
+from rftui.data.in_memory import rows_from_dataset
+from rftui.data.sources import count_rows, load_rows, shuffle_order
 from rftui.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,9 +232,9 @@ def test_an_endless_stream_is_refused_after_a_bounded_read(monkeypatch):
 
     from datasets import IterableDataset
 
-    import rftui.data.sources as sources
+    import rftui.data.in_memory as in_memory
 
-    monkeypatch.setattr(sources, "MAX_STREAMED_ROWS", 50)
+    monkeypatch.setattr(in_memory, "MAX_STREAMED_ROWS", 50)
     endless = IterableDataset.from_generator(lambda: ({"instruction": "q", "response": "a"} for _ in itertools.count()))
     with pytest.raises(DataError, match=r"train_dataset \(IterableDataset\) gave more than 50 rows without "
                                         r"ending.*dataset\.take\(n\)"):
@@ -243,7 +244,7 @@ def test_an_endless_stream_is_refused_after_a_bounded_read(monkeypatch):
 
 
 def test_sources_import_is_light():
-    code = ("import sys, rftui.data.sources, rftui.data.formatting;"
+    code = ("import sys, rftui.data.sources, rftui.data.in_memory, rftui.data.formatting;"
             "bad = [m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules];"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -119,7 +119,7 @@ def test_csv_cells_stay_text(tmp_path):
 
 
 def test_a_dict_of_columns_is_rows():
-    from rftui.data.sources import rows_from_dataset
+    from rftui.data.in_memory import rows_from_dataset
 
     assert rows_from_dataset({"instruction": ["a", "b"], "response": ["x", "y"]}, "train_dataset") == [
         {"instruction": "a", "response": "x"}, {"instruction": "b", "response": "y"}]
