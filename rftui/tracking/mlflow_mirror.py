@@ -1,4 +1,5 @@
-"""The MLflow sink's thread side: per-run mirror state and every request to MLflow.
+"""The MLflow sink's thread side: every request to MLflow, batched, retried and reconciled per run
+(the per-run state and run creation are in :mod:`rftui.tracking.mlflow_runs`).
 
 Only the sink's background thread calls :class:`MlflowMirror`'s methods. Callers of the sink
 read three attributes without a lock (single assignments; the GIL suffices): ``mlflow_ids``,
@@ -8,78 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from itertools import islice
 from typing import Any, Callable
 
 from rftui.tracking.mlflow_connect import connect
+from rftui.tracking.mlflow_runs import RunState, open_in_mlflow
 from rftui.tracking.mlflow_values import (
-    IDENTITY_TAG,
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
     TERMINAL_STATUSES,
-    error_code,
     is_permanent,
     mlflow_key,
     short_error,
 )
 
 log = logging.getLogger("rftui.tracking.mlflow_sink")  # one logger name for the whole sink
-
-
-# ----------------------------------------------------------------------------- state
-
-
-# ----------------------------------------------------------------------------- state
-
-
-class Waiter:
-    __slots__ = ("event", "value")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.value: str | None = None
-
-    def resolve(self, value: str | None) -> None:
-        self.value = value
-        self.event.set()
-
-
-@dataclasses.dataclass(eq=False)
-class _Run:
-    """Worker-thread-only state of one rftui run."""
-
-    run_id: str
-    label: str | None = None          # None until start_run arrives
-    attach_id: str | None = None
-    mlflow_id: str | None = None
-    started: bool = False
-    create_tags: dict[str, str] = dataclasses.field(default_factory=dict)
-    waiters: list[Waiter] = dataclasses.field(default_factory=list)
-    pending_params: dict[str, str] = dataclasses.field(default_factory=dict)
-    pending_tags: dict[str, str] = dataclasses.field(default_factory=dict)
-    pending_status: str | None = None
-    delete_requested: bool = False
-    deleted: bool = False
-    shipped: set[tuple[str, int]] = dataclasses.field(default_factory=set)
-    pending: dict[tuple[str, int], tuple[float, int]] = dataclasses.field(default_factory=dict)
-    first_pending_at: float | None = None
-    fail_count: int = 0
-    next_try: float = 0.0
-    failing_since: float | None = None
-
-    def has_control_work(self) -> bool:
-        return bool(
-            ((self.label is not None or self.attach_id is not None) and not self.started)
-            or self.pending_params
-            or self.pending_tags
-            or self.pending_status
-            or (self.delete_requested and not self.deleted)
-        )
-
-
-# ----------------------------------------------------------------------------- the sink
 
 
 # ----------------------------------------------------------------------------- the mirror
@@ -121,15 +66,13 @@ class MlflowMirror:
         self._init_fail_count = 0
         self._init_next_try = 0.0
         self._down_since: float | None = None
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, RunState] = {}
         self._pending_total = 0
 
     def release_waiters(self) -> None:
         """Answer every start_run still waiting (the thread is ending)."""
         for run in self._runs.values():
-            for waiter in run.waiters:
-                waiter.resolve(run.mlflow_id)
-            run.waiters.clear()
+            run.resolve_waiters(run.mlflow_id)
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next cycle is due (at most 1 s; never a busy loop)."""
@@ -149,10 +92,10 @@ class MlflowMirror:
                     wake = min(wake, run.next_try)
         return min(1.0, max(0.01, wake - now))
 
-    def _run(self, run_id: str) -> _Run:
+    def _run(self, run_id: str) -> RunState:
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = _Run(run_id)
+            run = self._runs[run_id] = RunState(run_id)
         return run
 
     def apply(self, op: tuple) -> None:
@@ -191,7 +134,7 @@ class MlflowMirror:
             if not op[2]:  # a run that was still going is killed; a finished or failed one keeps its status
                 run.pending_status = "KILLED"
 
-    def _add_points(self, run: _Run, step: int, metrics: dict, ts: int) -> None:
+    def _add_points(self, run: RunState, step: int, metrics: dict, ts: int) -> None:
         if run.deleted or run.delete_requested:
             return
         for name, value in metrics.items():
@@ -235,9 +178,7 @@ class MlflowMirror:
                 "training continues, MLflow logging is retried",
             )
             for run in self._runs.values():
-                for waiter in run.waiters:
-                    waiter.resolve(None)
-                run.waiters.clear()
+                run.resolve_waiters(None)
             return False
         if self._init_fail_count:
             log.info("MLflow tracking at %s is reachable again", self.tracking_uri)
@@ -282,7 +223,7 @@ class MlflowMirror:
                 run.failing_since = None
                 run.next_try = 0.0
 
-    def _reconcile(self, run: _Run) -> None:
+    def _reconcile(self, run: RunState) -> None:
         """Bring one run's MLflow record up to date; raises on the first failed request."""
         if run.label is None and run.attach_id is None:
             return  # start_run not called yet: keep the points until it is
@@ -323,7 +264,7 @@ class MlflowMirror:
             run.deleted = True
             self._drop_pending(run)
 
-    def _ship_pairs(self, run: _Run, what: str, pending: dict[str, str],
+    def _ship_pairs(self, run: RunState, what: str, pending: dict[str, str],
                     send: Callable[[list[tuple[str, str]]], Any]) -> None:
         """Send pending params or tags in MLflow-sized batches; a pair is done once sent, unless the
         caller changed its value meanwhile (then the new value goes out next time)."""
@@ -336,7 +277,7 @@ class MlflowMirror:
                 if pending.get(k) == v:
                     del pending[k]
 
-    def _guarded(self, run: _Run, what: str, call: Callable[[], Any]) -> bool:
+    def _guarded(self, run: RunState, what: str, call: Callable[[], Any]) -> bool:
         """Run one request. A permanent rejection (bad value, run gone) is warned about and
         treated as done; anything else propagates so the run is retried later."""
         try:
@@ -351,75 +292,15 @@ class MlflowMirror:
             )
             return False
 
-    def _start_in_mlflow(self, run: _Run) -> None:
-        client = self._client
-        existing_params: dict[str, str] = {}
-        found = None
-        key = run.create_tags.get(IDENTITY_TAG)
-        if not run.attach_id and key and run.label is not None:
-            # The caller lost the id (its process was killed before recording it): find the run it made.
-            try:
-                matches = client.search_runs([self._experiment_id], max_results=1,
-                                             filter_string=f"tags.`{IDENTITY_TAG}` = '{key}'")
-            except Exception as exc:  # e.g. a quote in the name: create a new run as before
-                log.debug("looking up run %s by its identity tag failed: %s", run.run_id, exc)
-                matches = []
-            run.attach_id = matches[0].info.run_id if matches else None
-        if run.attach_id:
-            try:
-                found = client.get_run(run.attach_id)
-            except Exception as exc:
-                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                self._warn(
-                    "reattach",
-                    f"MLflow run {run.attach_id} of run {run.run_id} not found"
-                    + ("; logging to a new MLflow run" if run.label is not None else ""),
-                )
-        if found is not None:
-            mid = found.info.run_id
-            if (found.info.lifecycle_stage == "deleted" and run.label is not None
-                    and not run.delete_requested):
-                client.restore_run(mid)  # a live rftui run is shown, even if hidden in MLflow
-            shipped: set[tuple[str, int]] = set()
-            for name in found.data.metrics:
-                shipped.update((name, int(m.step)) for m in client.get_metric_history(mid, name))
-            existing_params = dict(found.data.params)
-            if run.label and found.info.run_name != run.label:
-                client.update_run(mid, name=run.label)
-            run.pending_tags = {**run.create_tags, **run.pending_tags}
-            # Only now that everything was read do we commit to this run.
-            run.shipped |= shipped
-            for key in [k for k in run.pending if k in run.shipped]:
-                del run.pending[key]
-                self._pending_total -= 1
-            if not run.pending:
-                run.first_pending_at = None
-        elif run.label is None:
-            # Adopted only for a status/tag/delete and the MLflow run is gone: nothing to do.
-            run.deleted = True
-            self._drop_pending(run)
+    def _start_in_mlflow(self, run: RunState) -> None:
+        self._pending_total -= open_in_mlflow(self._client, self._experiment_id, run, self._warn)
+        if not run.started:
             return
-        else:
-            created = client.create_run(
-                self._experiment_id, run_name=run.label, tags=dict(run.create_tags)
-            )
-            mid = created.info.run_id
-        run.mlflow_id = mid
-        run.started = True
-        self.mlflow_ids[run.run_id] = mid
+        self.mlflow_ids[run.run_id] = run.mlflow_id
         self.start_wait_ok = True
-        for key, value in list(run.pending_params.items()):
-            if key in existing_params:
-                if existing_params[key] != value:
-                    log.debug("param %s of run %s changed (%r -> %r); MLflow keeps the first",
-                              key, run.run_id, existing_params[key], value)
-                del run.pending_params[key]
-        for waiter in run.waiters:
-            waiter.resolve(mid)
-        run.waiters.clear()
+        run.resolve_waiters(run.mlflow_id)
 
-    def _ship_metrics(self, run: _Run) -> None:
+    def _ship_metrics(self, run: RunState) -> None:
         from mlflow.entities import Metric
 
         limit = min(self.batch_size, MAX_METRICS_PER_BATCH)
@@ -434,14 +315,12 @@ class MlflowMirror:
             self._pending_total -= len(chunk)
         run.first_pending_at = None
 
-    def _drop_pending(self, run: _Run) -> int:
-        dropped = len(run.pending)
-        run.pending.clear()
-        run.first_pending_at = None
+    def _drop_pending(self, run: RunState) -> int:
+        dropped = run.drop_pending()
         self._pending_total -= dropped
         return dropped
 
-    def _run_failed(self, run: _Run, exc: Exception, now: float) -> None:
+    def _run_failed(self, run: RunState, exc: Exception, now: float) -> None:
         stage = getattr(self, "_stage", "metrics")
         run.fail_count += 1
         run.next_try = now + self._backoff(run.fail_count)
@@ -453,9 +332,7 @@ class MlflowMirror:
             "retrying",
         )
         if not run.started:
-            for waiter in run.waiters:
-                waiter.resolve(None)
-            run.waiters.clear()
+            run.resolve_waiters(None)
         if now - run.failing_since >= self.retry_window and run.pending:
             n = self._drop_pending(run)
             self._warn(

@@ -25,7 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from rftui.tracking.mlflow_mirror import MlflowMirror, SinkSettings, Waiter
+from rftui.tracking.mlflow_mirror import MlflowMirror, SinkSettings
+from rftui.tracking.mlflow_runs import Waiter
 from rftui.tracking.mlflow_values import (
     IDENTITY_TAG,
     STATUS_ALIASES,
