@@ -126,10 +126,60 @@ def test_a_dict_of_columns_is_rows():
     with pytest.raises(DataError, match=r"train_dataset is a dict of columns of different lengths \('instruction': 2, "
                                         r"'response': 1\)"):
         rows_from_dataset({"instruction": ["a", "b"], "response": ["x"]}, "train_dataset")
-    with pytest.raises(DataError, match=r"train_dataset is a DatasetDict with splits \('train'\)"):
+    with pytest.raises(DataError, match=r"train_dataset is a DatasetDict of splits \('train'\), not a single dataset\. "
+                                        r"Pass one split, for example train_dataset\['train'\]\."):
         import datasets
 
         rows_from_dataset(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"a": [1]})}), "train_dataset")
+
+
+def test_a_dict_of_numpy_arrays_or_pandas_columns_is_rows_of_plain_values():
+    import numpy as np
+    import pandas as pd
+
+    from rftui.data.in_memory import rows_from_dataset
+
+    rows = rows_from_dataset({"instruction": np.array(["a", "b"]), "response": np.array(["x", "y"]),
+                              "id": np.array([7, 8])}, "train_dataset")
+    assert rows == [{"instruction": "a", "response": "x", "id": 7}, {"instruction": "b", "response": "y", "id": 8}]
+    assert [type(v) for v in rows[0].values()] == [str, str, int]  # plain values: the rows are written as JSON
+    frame = pd.DataFrame({"instruction": ["a", None], "response": ["x", "y"], "score": [0.5, float("nan")]})
+    columns = {name: frame[name] for name in frame.columns}  # pandas Series: a missing value is None, as in a DataFrame
+    assert rows_from_dataset(columns, "train_dataset") == rows_from_dataset(frame, "train_dataset") == [
+        {"instruction": "a", "response": "x", "score": 0.5}, {"instruction": None, "response": "y", "score": None}]
+    with pytest.raises(DataError, match=r"train_dataset is a dict of columns of different lengths \('a': 2, 'b': 1\)"):
+        rows_from_dataset({"a": np.array([1, 2]), "b": pd.Series([1])}, "train_dataset")
+
+
+@pytest.mark.parametrize("given,message", [
+    ({"instruction": ["a", "b"], "source": "web"},
+     "train_dataset is a dict of 2 keys, but not of columns: 'source' holds str 'web', not one value per row; pass a "
+     "dict of columns (column name → a list, numpy array or pandas Series with one value per row, as "
+     "datasets.Dataset.from_dict takes), a list of row dicts, a pandas DataFrame or a datasets.Dataset."),
+    ({}, "train_dataset is an empty dict: it has no columns; pass a dict of columns"),
+    ({"train": [{"instruction": "a"}], "test": [{"instruction": "b"}]},
+     "train_dataset is a dict of splits ('train', 'test'), not a single dataset. Pass one split, for example "
+     "train_dataset['train']."),
+])
+def test_a_dict_that_is_not_columns_is_refused_saying_what_it_holds(given, message):
+    from rftui.data.in_memory import rows_from_dataset
+
+    with pytest.raises(DataError) as err:
+        rows_from_dataset(given, "train_dataset")
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_run_fit_takes_a_dict_of_pandas_columns_as_one_table(tmp_path):
+    import pandas as pd
+
+    from rftui import Experiment, RFGridSearch, RFModelConfig, RFSFTConfig
+
+    config = RFModelConfig(model_name="rftui/tiny-llama", training_args=RFSFTConfig(max_steps=2))
+    columns = {"instruction": pd.Series(["a", "b", "c"]), "response": pd.Series(["x", float("nan"), "z"])}
+    with pytest.raises(DataError) as err:  # its row 1 reaches the formatter, its missing value as null
+        Experiment("e", workdir=tmp_path).run_fit(RFGridSearch(config), None, columns, num_chunks=1, quiet=True)
+    assert str(err.value).startswith("train_dataset row 1: field 'response' is empty (null)"), str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_run_fit_names_a_bad_row_by_its_argument(tmp_path):

@@ -17,8 +17,9 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
 
     Accepts a `datasets.Dataset` (its current order, so a dataset the user already
     selected and shuffled keeps that order), a pandas DataFrame, a list (or other
-    iterable) of mappings, or a dict of equal-length column lists. `name` is used in error
-    messages ("train_dataset", ...).
+    iterable) of mappings, or a dict of equal-length columns (lists, numpy arrays, pandas
+    Series), as `datasets.Dataset.from_dict` takes. `name` is used in error messages
+    ("train_dataset", ...).
     """
     if ds is None:
         raise DataError(f"{name} is missing: pass a datasets.Dataset, a pandas DataFrame "
@@ -27,12 +28,8 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
         raise DataError(f"{name} is a path ({ds!r}), not rows. Load it first, or use "
                         "rftui.data.sources.load_rows({'path': ...}).")
     kind = type(ds).__name__
-    if _is_columns(ds, kind):
-        ds = _columns_to_rows(ds, name)  # {"instruction": [...], "response": [...]}, as Dataset.from_dict takes
-    elif isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict"):
-        keys = ", ".join(repr(k) for k in list(ds.keys())[:5])
-        raise DataError(f"{name} is a {kind} with splits ({keys}), not a single dataset. "
-                        "Pass one split, for example dataset['train'].")
+    if isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict"):
+        ds = _rows_of_mapping(ds, name, kind)  # {"instruction": [...], "response": [...]}, as Dataset.from_dict takes
     if kind == "DataFrame" and hasattr(ds, "to_dict") and hasattr(ds, "notna"):
         rows = ds.astype(object).where(ds.notna(), None).to_dict("records")
     elif hasattr(ds, "to_list") and isinstance(ds, Sized) and type(ds).__module__.split(".")[0] == "datasets":
@@ -60,14 +57,53 @@ def rows_from_dataset(ds: Any, name: str = "dataset") -> list[dict[str, Any]]:
     return out
 
 
-def _is_columns(ds: Any, kind: str) -> bool:
-    """A dict of column lists; a dict of lists of row dicts ({"train": [{...}], ...}) is splits."""
-    if not isinstance(ds, Mapping) or kind in ("DatasetDict", "IterableDatasetDict") or not ds:
-        return False
+_WHAT_TO_PASS = ("pass a dict of columns (column name → a list, numpy array or pandas Series with one value per "
+                 "row, as datasets.Dataset.from_dict takes), a list of row dicts, a pandas DataFrame or a "
+                 "datasets.Dataset")
+
+
+def _column(value: Any) -> list | None:
+    """A column's values as a plain list, or None when `value` is no column. Arrays give Python values
+    (tolist), as a DataFrame's rows do; a pandas Series' missing values (NaN) are None, as in a DataFrame."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if type(value).__name__ == "Series" and hasattr(value, "notna"):
+        return value.astype(object).where(value.notna(), None).tolist()
+    if (getattr(value, "ndim", 0) or 0) >= 1 and callable(getattr(value, "tolist", None)):  # numpy, torch
+        return value.tolist()
+    return None
+
+
+def _is_split(value: Any) -> bool:
+    """A whole dataset as a dict of splits holds it: a list of row dicts, a Dataset, a DataFrame."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(isinstance(r, Mapping) for r in value)
+    return type(value).__name__ in ("Dataset", "IterableDataset", "DataFrame")
+
+
+def _rows_of_mapping(ds: Mapping, name: str, kind: str) -> list[dict[str, Any]]:
+    """The rows of a dict of columns; a dict of splits ({"train": [{...}], ...}, a DatasetDict) or of
+    anything else is refused, saying what it holds."""
+    if not ds:
+        raise DataError(f"{name} is an empty {kind}: it has no columns; {_WHAT_TO_PASS}.")
     values = list(ds.values())
-    if not all(isinstance(v, (list, tuple)) for v in values):
-        return False
-    return not all(v and all(isinstance(r, Mapping) for r in v) for v in values)
+    if all(_is_split(v) for v in values) or kind in ("DatasetDict", "IterableDatasetDict"):
+        keys = list(ds.keys())
+        listed = ", ".join(repr(k) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+        raise DataError(f"{name} is a {kind} of splits ({listed}), not a single dataset. "
+                        f"Pass one split, for example {name}[{keys[0]!r}].")
+    columns = {str(k): _column(v) for k, v in ds.items()}
+    odd = [(k, v) for (k, c), v in zip(columns.items(), values) if c is None]
+    if odd:
+        key, value = odd[0]
+        raise DataError(f"{name} is a {kind} of {len(ds)} keys, but not of columns: {key!r} holds "
+                        f"{type(value).__name__} {_short(value)}, not one value per row; {_WHAT_TO_PASS}.")
+    return _columns_to_rows(columns, name)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _columns_to_rows(columns: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
