@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
+from rftui.engine.warning_tally import WarningTally
 from rftui.report import failure_reasons, json_safe, leaderboard_text, metric_text, show_data
 
 REDRAW_SECONDS = 0.25
@@ -50,7 +51,7 @@ class HeadlessView:
         self.bar_lines = 0
         self.last_draw = 0.0
         self.closed = False  # the reader of the stream went away (`| head`): training goes on, quietly
-        self.warned: dict[str, list[str]] = {}  # warning text -> the runs it came from, in order
+        self.warned = WarningTally()
 
     def _write(self, text: str, flush: bool = True) -> None:
         if self.closed:
@@ -124,18 +125,13 @@ class HeadlessView:
     def _warning_line(self, event: ev.EngineWarning) -> str | None:
         """A warning is shown once: the same one from every run of a grid (fp16 on a CPU) would fill the log.
         The summary at the end names every run it came from."""
-        message = event.message
-        if event.run_id and message.startswith(f"run {event.run_id}: "):  # the line names the run already
-            message = message[len(f"run {event.run_id}: "):]
-        runs = self.warned.get(message)
-        self.warned[message] = (runs or []) + ([event.run_id] if event.run_id else [])
-        if runs is not None:
+        counted = self.warned.add(event.message, event.run_id)  # the line names the run once
+        if not counted.first:
             return None
-        return f"warning{' ' + event.run_id if event.run_id else ''}: {message}"
+        return f"warning{' ' + event.run_id if event.run_id else ''}: {counted.text}"
 
     def _repeated_warnings(self) -> list[str]:
-        return [f"warning for {', '.join(dict.fromkeys(runs))}: {message}"
-                for message, runs in self.warned.items() if len(set(runs)) > 1]
+        return [f"warning for {', '.join(runs)}: {message}" for message, runs in self.warned.repeated()]
 
     def _clear_bars(self) -> None:
         if self.tty and self.bar_lines:

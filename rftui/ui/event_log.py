@@ -25,7 +25,9 @@ class EventLog(RichLog):
     """A RichLog of LogLines, each stamped with the time since the app started (wraps at words).
 
     Engine lines can be deferred to the screen's paced redraw (`add(..., defer=True)`, then
-    `flush()`): every write re-lays out the screen, which costs more than the line itself."""
+    `flush()`): every write re-lays out the screen, which costs more than the line itself.
+    A line with a key replaces the earlier line with that key, keeping its place and stamp (a
+    warning every run gives stays one line that lists the runs)."""
 
     DEFAULT_CSS = """
     EventLog { height: 6; border: round $panel-lighten-2; border-title-color: $foreground; padding: 0 1;
@@ -40,18 +42,32 @@ class EventLog(RichLog):
         self.border_title = "events"
         self._wrapped_at = 0
         self._deferred: list[tuple[str, LogLine]] = []
+        self._stale = False  # a written line was replaced: the next flush rewrites them all
 
     def add(self, line: LogLine, defer: bool = False) -> None:
-        entry = (clock_text(self.elapsed()), line)
-        self._deferred.append(entry)
+        if not (line.key is not None and self._replace(line)):
+            self._deferred.append((clock_text(self.elapsed()), line))
         if not defer:
             self.flush()
+
+    def _replace(self, line: LogLine) -> bool:
+        for entries in (self._deferred, self.lines_written):
+            for i in range(len(entries) - 1, -1, -1):
+                stamp, old = entries[i]
+                if old.key == line.key:
+                    entries[i] = (stamp, line)
+                    self._stale = self._stale or entries is self.lines_written
+                    return True
+        return False
 
     def flush(self) -> None:
         """Write the deferred lines (one layout for all of them)."""
         entries, self._deferred = self._deferred, []
         self.lines_written += entries
         del self.lines_written[:-MAX_LINES]
+        if self._stale:
+            self.rewrite()
+            return
         for entry in entries:
             self._show(*entry)
 
@@ -73,6 +89,7 @@ class EventLog(RichLog):
             self.rewrite()
 
     def rewrite(self) -> None:
+        self._stale = False
         self.clear()
         for stamp, line in self.lines_written:
             self._show(stamp, line)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from rftui.engine import events as ev
 from rftui.engine.messages import RunFailed
+from rftui.engine.warning_tally import WarningTally, runs_text, without_run_prefix
 
 TERMINAL = ("completed", "failed", "deleted")
 ACTIVE = ("pending", "running", "waiting")
@@ -149,6 +150,7 @@ def downsample(xs: list[int], ys: list[float], buckets: int) -> tuple[list[int],
 class LogLine:
     level: str  # info | success | warning | error | op
     text: str
+    key: str | None = None  # a later line with the same key replaces this one where it stands
 
 
 @dataclass
@@ -189,7 +191,8 @@ def describe(event: Any, runs: dict[str, RunRow]) -> LogLine | None:
     if isinstance(event, ev.OpResolved):
         return op_line(event)
     if isinstance(event, ev.EngineWarning):
-        return LogLine("warning", f"warning{' ' + event.run_id if event.run_id else ''}: {event.message}")
+        text = without_run_prefix(event.message, event.run_id)  # the run is named once
+        return LogLine("warning", f"warning{' ' + event.run_id if event.run_id else ''}: {text}")
     if isinstance(event, ev.WorkerRestarted):
         return LogLine("warning", f"worker {event.worker_id} died ({event.reason}); started a fresh one")
     if isinstance(event, RunFailed):
@@ -226,6 +229,7 @@ class ExperimentModel:
         self._last_worker: dict[str, int] = {}
         self._seconds = 0.0
         self._steps = 0
+        self._warnings = WarningTally()
 
     # ------------------------------------------------------------------ folding
 
@@ -316,9 +320,22 @@ class ExperimentModel:
             changes.status = True
         elif isinstance(event, ev.RunAdded):
             self._reopen()
-        line = describe(event, self.runs)
+        if isinstance(event, ev.EngineWarning):
+            line = self._warning_line(event)
+        else:
+            line = describe(event, self.runs)
         if line is not None:
             changes.log.append(line)
+
+    def _warning_line(self, event: ev.EngineWarning) -> LogLine | None:
+        """A warning is shown once: the same one from every run of a grid would fill the log. A run that
+        gives it too re-lists the runs in that line (its key); the same run saying it again adds nothing."""
+        counted = self._warnings.add(event.message, event.run_id)
+        if not (counted.first or counted.new_run):
+            return None
+        runs = counted.runs
+        who = "" if not runs else f" {runs[0]}" if len(runs) == 1 else f" ({runs_text(runs)})"
+        return LogLine("warning", f"warning{who}: {counted.text}", key=f"warning: {counted.text}")
 
     def _reopen(self) -> None:
         """A clone or a resume after the finish: the experiment is training again."""

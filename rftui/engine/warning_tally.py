@@ -1,0 +1,47 @@
+"""Warnings by text, with the runs each came from, so that front ends show a repeated warning once.
+
+Every run of a grid gives the same warning (fp16 ignored on a CPU, full fine-tuning, ...), each
+saying `run <id>: ...`; the headless view and the TUI both fold them here by the text that follows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def without_run_prefix(message: str, run_id: str | None) -> str:
+    """The warning without its leading `run <id>: ` (front ends name the run themselves)."""
+    prefix = f"run {run_id}: "
+    return message[len(prefix):] if run_id and message.startswith(prefix) else message
+
+
+@dataclass(frozen=True)
+class Counted:
+    text: str              # the warning without its `run <id>: ` prefix
+    runs: tuple[str, ...]  # the distinct runs that gave it so far, in order
+    first: bool            # never seen before
+    new_run: bool          # a run that had not given it yet (always False for a warning without a run)
+
+
+class WarningTally:
+    def __init__(self) -> None:
+        self.runs: dict[str, list[str]] = {}  # text -> the distinct runs it came from, in order
+
+    def add(self, message: str, run_id: str | None) -> Counted:
+        text = without_run_prefix(message, run_id)
+        first = text not in self.runs
+        runs = self.runs.setdefault(text, [])
+        new_run = bool(run_id) and run_id not in runs
+        if new_run:
+            runs.append(run_id)
+        return Counted(text, tuple(runs), first, new_run)
+
+    def repeated(self) -> list[tuple[str, list[str]]]:
+        """(text, runs) of each warning that more than one run gave."""
+        return [(text, list(runs)) for text, runs in self.runs.items() if len(runs) > 1]
+
+
+def runs_text(runs: tuple[str, ...] | list[str], most: int = 4) -> str:
+    """`r1, r2, r3`, or `r1, r2, r3 and 9 more` past `most` runs (a log line stays one line)."""
+    if len(runs) <= most:
+        return ", ".join(runs)
+    return f"{', '.join(runs[:most - 1])} and {len(runs) - most + 1} more"
