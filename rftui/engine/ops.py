@@ -136,6 +136,15 @@ def warm_fixed_edits(lora: dict[str, Any] | None, training: dict[str, Any], edit
     return sorted(fixed)
 
 
+def warm_fixed_reason(fixed: list[str], run: str = "the run") -> str:
+    """Why a warm start refuses `fixed` (warm_fixed_edits' answer) and what to do: the controller's
+    refusal and the TUI clone dialog's problem, in the same words."""
+    what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
+    return (f"a warm start continues {run}'s {what}; {', '.join(fixed)} cannot change "
+            f"(only lora.{', lora.'.join(WARM_LORA_FREE)} and training hyperparameters can; "
+            f"a clone from scratch can change {'them' if len(fixed) > 1 else 'it'})")
+
+
 def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
     """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars.
 
@@ -243,11 +252,7 @@ def _clone(ctl, rec, args, out) -> Result:
                                "warm-start from; clone it from scratch instead"), None
         fixed = warm_fixed_edits(rec.spec.lora, rec.spec.training, edits)
         if fixed:
-            what = "adapter and optimizer as they are" if "optim" in fixed else "adapter as it is"
-            return "refused", (f"a warm start continues run {rec.run_id}'s {what}; "
-                               f"{', '.join(fixed)} cannot change (only lora.{', lora.'.join(WARM_LORA_FREE)} "
-                               "and training hyperparameters can; a clone from scratch can change "
-                               f"{'them' if len(fixed) > 1 else 'it'})"), None
+            return "refused", warm_fixed_reason(fixed, f"run {rec.run_id}"), None
     new_id = f"r{max((int(r.run_id[1:]) for r in ctl.runs.values() if r.run_id[1:].isdigit()), default=0) + 1}"
     spec = edited_spec(rec.spec, edits, new_id)
     total = total_steps(spec.training, ctl.store.get_meta("train_rows"))

@@ -21,7 +21,7 @@ from textual.widgets import Button, Label, Static, TextArea
 from rftui.config.rules import coerce, known_args, knob_section
 from rftui.config.validate import validate_knobs
 from rftui.config.yaml_lines import duplicate_keys
-from rftui.engine.ops import WARM_LORA_FREE, parse_edits, warm_fixed_edits
+from rftui.engine.ops import parse_edits, warm_fixed_edits, warm_fixed_reason
 from rftui.ui.model import RunRow
 
 NOT_EDITABLE = ("model_name", "tokenizer", "formatting_func", "compute_metrics")
@@ -76,12 +76,9 @@ def check_edits(text: str, original: dict[str, Any], warm: bool,
         problems.append(str(p))
     if not has_lora:
         problems += [f"{k}: this run is full fine-tuning; it has no LoRA knobs" for k in edits if k.startswith("lora.")]
-    if warm:
-        # the controller's own rule, so that the dialog refuses exactly what the controller would
-        free = "lora." + ", lora.".join(WARM_LORA_FREE)
-        problems += [f"{k}: a warm start continues the run's adapter and optimizer as they are; only {free} and "
-                     "training hyperparameters can change — clone without warm start (c) to change it"
-                     for k in warm_fixed_edits(spec.get("lora"), spec.get("training") or {}, edits)]
+    fixed = warm_fixed_edits(spec.get("lora"), spec.get("training") or {}, edits) if warm else []
+    if fixed:  # the controller's own rule and words, so that the dialog refuses exactly what the controller would
+        problems.append(warm_fixed_reason(fixed))
     long = {t for k, v in list(data.items()) + list(typed.items()) for t in (str(k), repr(v))
             if len(t) > SHOWN_CHARS}
     return edits, [_clipped(p, long) for p in problems]
