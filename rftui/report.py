@@ -12,24 +12,38 @@ from rftui.engine.store import Store
 SHOWN_METRICS = ("loss", "eval_loss", "rougeL", "bleu")
 
 
-def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
-    """The `rftui show --json` document (its shape is a public contract).
+def as_left(status: str, owner_alive: bool) -> str:
+    """The status to show for a stored run or experiment (`show` and `watch` both use it).
 
-    state.db says what its owner last wrote. When the owner is gone (kill -9, a crash) a run it left `running`
-    is shown `interrupted`, with its metrics as of its checkpoint: the points past it are redone by
-    `rftui resume`, which drops them first."""
+    state.db says what its owner last wrote. When the owner is gone (kill -9, a crash), what it left `running`
+    is `interrupted`: nothing trains it until `rftui resume`."""
+    return "interrupted" if status == "running" and not owner_alive else status
+
+
+def shown_metrics(store: Store, row: Mapping[str, Any], status: str) -> dict[str, float]:
+    """A stored run's last metrics; an interrupted run's as of its checkpoint: the points past it are redone
+    by `rftui resume`, which drops them first."""
+    cut = (row.get("steps_done") or 0) if status == "interrupted" else None
+    return store.last_metrics(row["run_id"], max_step=cut)
+
+
+def resume_hint(name: str, workdir: Any) -> str:
+    return f"`rftui resume {name} --workdir {workdir}` continues"
+
+
+def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
+    """The `rftui show --json` document (its shape is a public contract). A dead owner's work: see `as_left`."""
     from rftui.control import controller_alive
 
     alive = controller_alive(store)
-    status = store.get_meta("status") or "created"
     runs = []
     for row in store.list_runs(include_deleted=include_deleted):
-        cut = row["status"] == "running" and not alive
-        last = store.last_metrics(row["run_id"], max_step=(row.get("steps_done") or 0) if cut else None)
+        status = as_left(row["status"], alive)
+        last = shown_metrics(store, row, status)
         runs.append({
             "id": row["run_id"],
             "label": row["label"],
-            "status": "interrupted" if cut else row["status"],
+            "status": status,
             "reason": row.get("reason") or None,  # why it is in that status: a failed run's error
             "parent": row.get("parent"),
             "warm_start": bool(row.get("warm_start")),
@@ -39,8 +53,7 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
             "num_chunks": row.get("num_chunks") or 0,
             "metrics": {name: last.get(name) for name in SHOWN_METRICS},
         })
-    if status == "running" and not alive:
-        status = "interrupted"
+    status = as_left(store.get_meta("status") or "created", alive)
     return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs}
 
 
@@ -92,7 +105,7 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     title = f"experiment {data['experiment']} ({data['workdir']})"
     if data.get("status") == "interrupted":
-        title += f" — interrupted: `rftui resume {data['experiment']} --workdir {data['workdir']}` continues"
+        title += f" — interrupted: {resume_hint(data['experiment'], data['workdir'])}"
     out = [title, line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     for run_id, reason in (reasons or {}).items():
