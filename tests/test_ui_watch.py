@@ -1,10 +1,13 @@
 """`rftui watch`: the same screen fed by polling another controller's store; ops go through ctl's path.
+When that controller's process is gone (kill -9), watch shows what `rftui show` does and stops polling.
 
 Also the UI model's own rules (series replacement, downsampling, ETA).
 """
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
 import time
 
@@ -14,7 +17,10 @@ from engine_helpers import drive, fake_experiment
 from ui_helpers import FixedClock
 
 from rftui.engine import events as ev
+from rftui.engine.fake_backend import fake_loss
+from rftui.engine.messages import StepLogged
 from rftui.engine.setup import open_experiment
+from rftui.report import show_data
 from rftui.ui.app import build_app
 from rftui.ui.model import Batch, ExperimentModel, RunRow, Series, downsample
 from rftui.ui.sources import start_resource_tracker
@@ -148,3 +154,107 @@ def test_the_state_follows_runs_that_train_again_after_the_finish():
     watched.apply(Batch(runs=[RunRow("r1", "run 1", "completed", 8, 8, 2, 2), RunRow("r2", "run 2", "running", 0, 8, 0, 2)],
                         status="interrupted"))
     assert watched.state() == "running"
+
+
+# ----------------------------------------------------------------------------- a dead owner (kill -9)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def killed(tmp_path):
+    """State.db as a kill -9 leaves it: status `running`, r1 `running` in chunk 2 with its checkpoint at step 2
+    and points up to step 3, r2 waiting. The owner pid is this process until a test says otherwise."""
+    controller = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4, step_seconds=0.2)
+
+    def kill_after_step_3(ctl, events):
+        if any(isinstance(e, StepLogged) and e.run_id == "r1" and e.step > 2 for e in events):
+            raise KeyboardInterrupt  # the controller never closes: nothing marks the experiment stopped
+
+    with pytest.raises(KeyboardInterrupt):
+        drive(controller, on_events=kill_after_step_3)
+    controller.pool.shutdown()
+    exp, spec, store = open_experiment(str(controller.exp.root))
+    assert (store.get_run("r1")["status"], store.get_run("r1")["steps_done"]) == ("running", 2)
+    assert store.get_meta("controller_pid") == os.getpid()
+    yield exp, spec, store
+    store.close()
+    controller.store.close()
+
+
+def test_watch_of_a_dead_owner_shows_it_interrupted_at_its_checkpoint_and_stops(killed):
+    exp, spec, store = killed
+    store.set_meta("controller_pid", dead_pid())
+    source = WatchSource(exp, spec, store, interval=0.05)
+    try:
+        batch = source.open()
+        rows = {row.run_id: row for row in batch.runs}
+        assert (rows["r1"].status, rows["r1"].steps_done, rows["r2"].status) == ("interrupted", 2, "waiting")
+        assert rows["r1"].last["loss"] == fake_loss("r1", 2)  # not step 3's, which `rftui resume` redoes
+        shown = {run["id"]: run for run in show_data(exp, store)["runs"]}
+        assert rows["r1"].last["eval_loss"] == shown["r1"]["metrics"]["eval_loss"]  # what `rftui show` says
+        assert shown["r1"]["status"] == "interrupted"
+        assert max(step for run, step, *_ in batch.points if run == "r1") == 2
+        assert batch.status == "interrupted" and batch.workers == {0: None}
+        assert not any(isinstance(e, ev.QuantumDispatched) and e.chunk == 1 for e in batch.events)
+        warnings = [e.message for e in batch.events if isinstance(e, ev.EngineWarning)]
+        assert len(warnings) == 1 and f"`rftui resume cut --workdir {exp.workdir}` continues" in warnings[0]
+        assert not any(isinstance(e, ev.Progress) and "quitting leaves it running" in e.message for e in batch.events)
+        assert source.done
+        refused = source.ops("stop", "r2").result(timeout=5)
+        assert refused.status == "refused" and "rftui resume cut" in refused.reason
+        assert store.list_ops() == []
+    finally:
+        source.close()
+
+
+def test_watch_sees_the_owner_die_while_it_watches(killed):
+    exp, spec, store = killed  # this process stands in for the live owner
+    source = WatchSource(exp, spec, store, interval=0.05)
+    model = ExperimentModel("cut")
+    try:
+        model.apply(source.open())
+        assert (model.runs["r1"].status, model.runs["r1"].last["loss"]) == ("running", fake_loss("r1", 3))
+        assert model.workers == {0: "r1"} and not source.done
+        assert source.poll().runs[0].status == "running" and not source.done
+        store.set_meta("controller_pid", dead_pid())
+        batch = source.poll()
+        assert ev.RunStatusChanged("r1", "interrupted", None) in batch.events and source.done
+        model.apply(batch)
+        assert (model.runs["r1"].status, model.runs["r1"].last["loss"]) == ("interrupted", fake_loss("r1", 2))
+        assert model.state() == "interrupted" and model.workers == {0: None}
+    finally:
+        source.close()
+
+
+def test_watch_of_a_cleanly_stopped_experiment_keeps_following_it(killed):
+    exp, spec, store = killed  # as a quit leaves it: no owner, runs checkpointed, nothing left running
+    store.update_run("r1", status="waiting")
+    store.set_meta("status", "interrupted")
+    store.set_meta("controller_pid", None)
+    source = WatchSource(exp, spec, store, interval=0.05)
+    try:
+        batch = source.open()
+        assert [row.status for row in batch.runs] == ["waiting", "waiting"] and batch.status == "interrupted"
+        assert not any(isinstance(e, ev.EngineWarning) for e in batch.events) and not source.done
+    finally:
+        source.close()
+
+
+async def test_the_watch_screen_of_a_dead_owner_says_how_to_continue_and_stops_polling(killed):
+    exp, spec, store = killed
+    store.set_meta("controller_pid", dead_pid())
+    app = build_app(WatchSource(exp, spec, store, interval=0.05), theme="rftui-dark", clock=FixedClock())
+    async with app.run_test(size=(120, 36)) as pilot:
+        log = app.main.query_one("#log")
+        await wait_for(lambda: not app.bridge_alive and app.model.runs)
+        await wait_for(lambda: any(f"rftui resume cut --workdir {exp.workdir}" in t for t in log.texts()))
+        assert app.model.runs["r1"].status == "interrupted" and app.model.state() == "interrupted"
+        await pilot.press("q")
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 0

@@ -5,6 +5,10 @@ the resolved ops, and turns the differences into the same events a hosted contro
 Ops go through `rftui.control.submit` (in a thread), exactly like `rftui ctl`; their outcome
 comes back through the ops table, so every op (ours, `rftui ctl`'s, the trainer's own keys)
 shows once. Quitting a watcher never touches the experiment.
+
+When the owning process is gone (kill -9, a crash) while state.db still says `running`, the watcher
+shows what `rftui show` does (rftui.report.as_left): its running runs `interrupted` at their
+checkpoints. Nothing trains them until `rftui resume`, so it says so and stops polling.
 """
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from rftui.control import controller_alive, submit as control_submit
 from rftui.engine import events as ev
 from rftui.errors import OpRefused, RftuiError
+from rftui.report import as_left, resume_hint, shown_metrics
 from rftui.ui.model import Batch, RunRow, Series
 
 POLL_SECONDS = 0.5
@@ -26,8 +32,6 @@ class WatchSource:
 
     def __init__(self, exp: Any, spec: Any, store: Any, interval: float = POLL_SECONDS,
                  submit: Callable[..., dict] | None = None, num_workers: int | None = None):
-        from rftui.control import submit as control_submit
-
         self.exp, self.spec, self.store = exp, spec, store
         self.name = spec.name
         self.interval = interval
@@ -52,8 +56,9 @@ class WatchSource:
         ops = self.store.list_ops()
         self._op_seen = max((o["id"] for o in ops), default=0)
         batch = self._read(first=True)
-        batch.events.insert(0, ev.Progress(f"watching experiment {self.name} ({self.exp.root}); "
-                                           "quitting leaves it running"))
+        if not self.done:  # an interrupted one has said so
+            batch.events.insert(0, ev.Progress(f"watching experiment {self.name} ({self.exp.root}); "
+                                               "quitting leaves it running"))
         return batch
 
     def poll(self) -> Batch:
@@ -66,18 +71,22 @@ class WatchSource:
     def _read(self, first: bool) -> Batch:
         store = self.store
         events: list[Any] = []
+        fresh = store.all_metrics(self._seq)
+        rows, cut, status, abandoned = self._runs()
         points = []
-        for p in store.all_metrics(self._seq):
+        for p in fresh:
             self._seq = max(self._seq, p["seq"])
+            if p["step"] > cut.get(p["run_id"], p["step"]):
+                continue  # past an interrupted run's checkpoint: `rftui resume` redoes it
             points.append((p["run_id"], p["step"], p["name"], p["value"], p["kind"]))
             if p["value"] is not None:
                 self._last.setdefault(p["run_id"], {})[p["name"]] = p["value"]
                 per_run = self._history.setdefault(p["run_id"], {})
                 per_run.setdefault(p["name"], Series()).add(int(p["step"]), float(p["value"]))
-        rows = [RunRow.from_store(r) for r in store.list_runs()]
         by_id = {r.run_id: r for r in rows}
         for row in rows:
-            row.last = dict(self._last.get(row.run_id, {}))
+            if row.run_id not in cut:
+                row.last = dict(self._last.get(row.run_id, {}))
             before = self._status.get(row.run_id)
             if before is None and not first:
                 events.append(ev.RunAdded(row.run_id, row.label, row.parent, row.warm_start))
@@ -87,6 +96,8 @@ class WatchSource:
         workers: dict[int, str | None] = {w: None for w in range(self.num_workers)}
         for q in store.list_quanta():
             worker = q.get("worker_id")
+            if q["status"] == "running" and abandoned:
+                continue  # lost with its process: no worker trains it
             if q["status"] == "running" and worker is not None:
                 workers[int(worker)] = q["run_id"]
                 if worker + 1 > self.num_workers:
@@ -106,8 +117,33 @@ class WatchSource:
             self._op_seen = op["id"]
             events.append(ev.OpResolved(op["id"], op["source"], op["op"], op["run_id"], op["status"],
                                         op.get("reason"), op.get("new_run_id")))
-        return Batch(events=events, points=points, runs=rows, workers=workers,
-                     status=store.get_meta("status") or "unknown")
+        if abandoned:
+            events.append(ev.EngineWarning(self._abandoned_text()))
+            self._stop.set()
+        return Batch(events=events, points=points, runs=rows, workers=workers, status=status)
+
+    def _runs(self) -> tuple[list[RunRow], dict[str, int], str, bool]:
+        """The runs as `rftui show` presents them, the checkpoint step of each run a dead owner left
+        `running` (shown `interrupted`), the experiment's status, and whether its owner left it so."""
+        store = self.store
+        alive = controller_alive(store)
+        rows, cut = [], {}
+        for stored in store.list_runs():
+            row = RunRow.from_store(stored)
+            row.status = as_left(stored["status"], alive)
+            if row.status != stored["status"]:
+                cut[row.run_id] = row.steps_done
+                row.last = {k: v for k, v in shown_metrics(store, stored, row.status).items() if v is not None}
+            rows.append(row)
+        stored_status = store.get_meta("status") or "created"
+        status = as_left(stored_status, alive)
+        return rows, cut, status, bool(cut) or status != stored_status
+
+    def _abandoned_text(self) -> str:
+        pid = self.store.get_meta("controller_pid")
+        return (f"experiment {self.name} is interrupted: its process{f' (pid {pid})' if pid else ''} is gone "
+                f"(killed or crashed), so its running runs stopped at their last checkpoint. "
+                f"{resume_hint(self.name, self.exp.workdir)}; this screen no longer updates: watch again once it trains")
 
     def _report(self, q: dict, row: RunRow | None) -> ev.QuantumReport:
         seconds = sum(q.get(k) or 0.0 for k in ("train_seconds", "switch_seconds", "eval_seconds"))
@@ -152,6 +188,11 @@ class WatchSource:
         """Submit like `rftui ctl`; the outcome shows up in the ops table (None result) unless
         the submission itself fails (then the Future holds a refused OpResolved)."""
         outer: Future = Future()
+        if self.done:  # no longer polling (interrupted, or quitting): the outcome would never show
+            outer.set_result(ev.OpResolved(None, "tui", op, run_id, "refused",
+                                           f"this watcher has stopped following {self.name}; use `rftui ctl {self.name}` "
+                                           f"or {resume_hint(self.name, self.exp.workdir)}"))
+            return outer
 
         def send() -> None:
             try:
