@@ -142,7 +142,8 @@ def test_a_run_is_found_by_its_label_only_when_no_other_run_has_it(tmp_path):
     label = ctl.runs["r2"].spec.label
     assert ctl.apply_op("stop", label, {}, "ctl", []).status == "applied" and ctl.runs["r2"].status == "stopped"
     assert ctl.apply_op("clone", label, {}, "ctl", []).new_run_id == "r3"  # r3 has r2's label
-    assert ctl.apply_op("resume", label, {}, "ctl", []).reason == f"label {label!r} names 2 runs (r2, r3); give the run id"
+    assert ctl.apply_op("resume", label, {}, "ctl", []).reason == (
+        f"label {label!r} names 2 runs (r2, r3); give the run id")
     assert ctl.apply_op("stop", "lr=9", {}, "ctl", []).reason == "no run 'lr=9' in experiment edge (runs: r1, r2, r3)"
 
 

@@ -123,6 +123,20 @@ async def test_clone_dialog_refuses_a_knob_given_twice(tmp_path):
     assert source.ops_sent == []
 
 
+async def test_clone_dialog_names_the_knob_behind_a_labels_short_name_as_the_cli_does(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await submit_clone_edit(pilot, app, "learning_rate: 0.001", "learning_rate: 0.001\nlr: 5e-4\nr: 16")
+        assert isinstance(app.screen, CloneDialog)
+        # the CLI's words (ops.short_name_problems), with the example written as this dialog's YAML
+        assert app.screen.problems == [
+            "lr: `lr` is a label's short name; write learning_rate (e.g. learning_rate: 5e-4)",
+            "r: `r` is a label's short name; write lora.r (e.g. lora.r: 16)"]
+        assert "write learning_rate (e.g. learning_rate: 5e-4)" in str(app.screen.query_one("#problems").render())
+    assert source.ops_sent == []
+
+
 LORA_RUN = {"lora": {"r": 8, "lora_alpha": 16}, "training": {"learning_rate": 1e-3}}
 
 

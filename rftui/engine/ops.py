@@ -187,8 +187,10 @@ def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
     return edits, problems
 
 
-def short_name_problems(edits: dict[str, Any]) -> list[str]:
-    """Edits named by a label's short name (`lr=5e-4`, as a run's label shows it): say the knob's own name."""
+def short_name_problems(edits: dict[str, Any], assign: str = "=") -> list[str]:
+    """Edits named by a label's short name (`lr=5e-4`, as a run's label shows it): say the knob's own name.
+    They are taken out of `edits`. `assign` writes the example as the front end takes it (`=` for --set and
+    the API's list form, `: ` for the TUI clone dialog's YAML)."""
     from rftui.config.expand import _SHORT_NAMES
     from rftui.config.rules import knob_section, known_args
 
@@ -202,7 +204,7 @@ def short_name_problems(edits: dict[str, Any]) -> list[str]:
         if full and name not in known_args("training"):
             value = edits.pop(name)
             problems.append(f"{name}: `{name}` is a label's short name; write {' or '.join(full)} "
-                            f"(e.g. {full[0]}={value})")
+                            f"(e.g. {full[0]}{assign}{value})")
     return problems
 
 

@@ -21,7 +21,7 @@ from textual.widgets import Button, Label, Static, TextArea
 from rftui.config.rules import coerce, known_args, knob_section
 from rftui.config.validate import validate_knobs
 from rftui.config.yaml_lines import duplicate_keys
-from rftui.engine.ops import parse_edits, warm_fixed_edits, warm_fixed_reason
+from rftui.engine.ops import parse_edits, short_name_problems, warm_fixed_edits, warm_fixed_reason
 from rftui.ui.model import RunRow
 
 NOT_EDITABLE = ("model_name", "tokenizer", "formatting_func", "compute_metrics")
@@ -68,6 +68,7 @@ def check_edits(text: str, original: dict[str, Any], warm: bool,
     changed = {k: v for k, v in typed.items() if k not in original or original[k] != v}
     edits, parse_problems = parse_edits(changed)
     problems += parse_problems
+    problems += short_name_problems(edits, assign=": ")  # `lr:` as labels show it: name the knob, as the CLI does
     for p in validate_knobs(edits):
         if p.path in edits and edits[p.path] is None:
             # The validator's "or leave it out" does not hold here: a clone keeps every knob.
