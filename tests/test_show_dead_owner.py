@@ -77,3 +77,25 @@ def test_a_reused_pid_does_not_make_a_dead_owner_look_alive(tmp_path, capsys, cu
     cut_short.set_meta("controller_started", start_time(os.getpid()))
     assert json.loads(show(tmp_path, capsys, "--json"))["status"] == "running"
     cut_short.set_meta("controller_pid", None)
+
+
+def test_a_starting_controller_records_its_pid_before_it_says_running(tmp_path, monkeypatch):
+    """A watcher polling while an experiment starts must never read `running` beside no live owner."""
+    from rftui.control import controller_alive
+    from rftui.engine.store import Store
+
+    seen: list[bool] = []
+    real_set_meta = Store.set_meta
+
+    def spy(self, key, value):
+        real_set_meta(self, key, value)
+        if key == "status" and value == "running":
+            seen.append(controller_alive(self))
+
+    monkeypatch.setattr(Store, "set_meta", spy)
+    ctl = fake_experiment(tmp_path, "starting", num_chunks=1, max_steps=2)
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    assert seen == [True]

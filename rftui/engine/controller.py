@@ -82,9 +82,10 @@ class Controller:
 
         The pool starts first: its workers spend seconds importing the training stack, and MLflow's
         first run creation (its own imports, a new database) can overlap with that."""
-        self.store.set_meta("status", "running")
-        self.store.set_meta("controller_pid", os.getpid())
+        # owner first, status last: a watcher that reads `running` must find a live owner beside it
         self.store.set_meta("controller_started", start_time(os.getpid()))
+        self.store.set_meta("controller_pid", os.getpid())
+        self.store.set_meta("status", "running")
         if self.pool is not None:
             self.pool.start()
         out: list[Any] = []
