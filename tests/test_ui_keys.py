@@ -88,6 +88,16 @@ async def test_warm_clone_of_a_run_without_a_checkpoint_is_refused_before_the_di
     assert source.ops_sent == []
 
 
+async def test_the_no_checkpoint_refusal_names_the_clone_key_as_remapped(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied, keymap={"clone": "k"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("down", "w")
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == [
+            "r2 has no checkpoint yet to warm-start from: wait for its first chunk, or clone without warm start (k)"]
+
+
 async def submit_clone_edit(pilot, app, old: str, new: str) -> None:
     """Open the clone dialog on the selected run, replace `old` with `new` in its YAML and submit."""
     await pilot.press("c")

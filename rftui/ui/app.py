@@ -182,15 +182,18 @@ class RftuiApp(BridgeMixin, App[int]):
 
     def key_help(self) -> list[tuple[str, str, str]]:
         rows = [("↑ ↓", "select a run", "")]
-        keymap = self._keymap
         for binding in MainScreen.BINDINGS + self.BINDINGS:
-            if not isinstance(binding, Binding) or not binding.id:
-                continue
-            keys = keymap.get(binding.id, binding.key)
-            shown = ", ".join(self.get_key_display(Binding(k, binding.action)) for k in keys.split(","))
-            rows.append((shown, binding.tooltip or binding.description, binding.id))
+            if isinstance(binding, Binding) and binding.id:
+                rows.append((self.key_shown(binding), binding.tooltip or binding.description, binding.id))
         rows.append(("ctrl+p", "command palette: every op for every run", ""))
         return rows
+
+    def key_shown(self, binding: Binding | str) -> str:
+        """The key(s) a binding has after the user's keymap, as the footer writes them (`c`, `ctrl+x`)."""
+        if isinstance(binding, str):
+            binding = next(b for b in MainScreen.BINDINGS + self.BINDINGS if isinstance(b, Binding) and b.id == binding)
+        keys = self._keymap.get(binding.id, binding.key)
+        return ", ".join(self.get_key_display(Binding(k, binding.action)) for k in keys.split(","))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -287,7 +287,7 @@ class MainScreen(Screen[None]):
         if warm and not self.model.runs[target].checkpointed:
             # The engine would refuse it; say so before the user edits anything.
             self.app.notify(f"{target} has no checkpoint yet to warm-start from: wait for its first chunk, "
-                            "or clone without warm start (c)", title="warm start", severity="warning", timeout=6)
+                            f"or clone without warm start ({self.app.key_shown('clone')})", title="warm start", severity="warning", timeout=6)
             return
 
         def submit(edits: dict | None) -> None:
