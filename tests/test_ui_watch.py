@@ -258,3 +258,53 @@ async def test_the_watch_screen_of_a_dead_owner_says_how_to_continue_and_stops_p
         await pilot.press("q")
         await pilot.pause()
     assert app.return_value == 0
+
+
+@pytest.fixture
+def quit_when(monkeypatch):
+    """Make `run_watch` run its app headless: once `ready(app)` holds, q q quits it as a user would."""
+    import rftui.ui.run as ui_run
+
+    real = ui_run.build_app
+    ready = {}
+
+    def headless(source, **kwargs):
+        app = real(source, **kwargs)
+        run = app.run
+
+        async def user(pilot):
+            await wait_for(lambda: ready["when"](app))
+            await pilot.press("q")
+            await pilot.press("q")
+
+        app.run = lambda: run(headless=True, size=(120, 36), auto_pilot=user)
+        return app
+
+    monkeypatch.setattr(ui_run, "build_app", headless)
+    return lambda condition: ready.update(when=condition)
+
+
+def test_quitting_the_watch_of_a_dead_owner_prints_the_leaderboard_and_how_to_continue(killed, quit_when, capsys):
+    from rftui.ui.run import run_watch
+
+    exp, spec, store = killed
+    store.set_meta("controller_pid", dead_pid())
+    quit_when(lambda app: not app.bridge_alive and app.model.runs)
+    assert run_watch(exp, spec, store, theme="rftui-dark") == 0
+    out, err = capsys.readouterr()
+    hint = f"`rftui resume cut --workdir {exp.workdir}` continues"
+    lines = out.splitlines()
+    assert lines[0] == f"experiment cut ({exp.workdir}) — interrupted: {hint}"
+    rows = {line.split()[1]: line.split()[3:6] for line in lines[3:]}
+    assert rows == {"r1": ["interrupted", "2/4", "1/2"], "r2": ["waiting", "2/4", "1/2"]}
+    assert f"rftui: experiment cut is interrupted; {hint}\n" in err
+
+
+def test_quitting_the_watch_of_a_live_experiment_prints_nothing(killed, quit_when, capsys):
+    from rftui.ui.run import run_watch
+
+    exp, spec, store = killed  # this process stands in for the live owner
+    quit_when(lambda app: app.model.runs and app.model.runs["r1"].status == "running")
+    assert run_watch(exp, spec, store, theme="rftui-dark") == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "rftui resume" not in err

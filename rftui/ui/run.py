@@ -36,14 +36,26 @@ def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: st
 
 
 def run_watch(exp: Any, spec: Any, store: Any, theme: str | None = None) -> int:
-    """Watch an experiment that another process trains; quitting leaves it running."""
+    """Watch an experiment that another process trains; quitting leaves it running. When nothing trains it
+    any more (its owner died or stopped it), quitting prints the leaderboard and how to continue, as the
+    hosted UI's exit does; a live experiment's watcher exits quietly."""
+    from rftui.report import failure_reasons, leaderboard_text, resume_hint, show_data
     from rftui.ui.watch import WatchSource
 
     source = WatchSource(exp, spec, store)
     app = build_app(source, theme=theme, cpu_budget=budget_from_env())
+    data = reasons = None
     try:
         app.run()
+        # As state.db says at exit, not as the screen last showed it: the owner may have died since.
+        shown = show_data(exp, store, include_deleted=False)
+        if shown["status"] == "interrupted":
+            data, reasons = shown, failure_reasons(store)
     finally:
         source.close()
         store.close()
+    if data is not None:
+        print(leaderboard_text(data, reasons))
+        print(f"rftui: experiment {spec.name} is interrupted; {resume_hint(spec.name, exp.workdir)}",
+              file=sys.stderr)
     return 0
