@@ -33,6 +33,11 @@ def connect(tracking_uri: str, experiment_name: str, artifact_location: str | No
     return client, ensure_experiment(client, experiment_name, artifact_location, db_path)
 
 
+def is_http(tracking_uri: str) -> bool:
+    """True for a tracking server URI (http or https), which can go away while a sink uses it."""
+    return tracking_uri.lower().startswith(("http://", "https://"))
+
+
 def check_server_answers(tracking_uri: str, timeout: float = PROBE_TIMEOUT) -> None:
     """Raise TrackingServerUnreachable when an http(s) tracking server does not answer one quick request.
 
@@ -41,7 +46,7 @@ def check_server_answers(tracking_uri: str, timeout: float = PROBE_TIMEOUT) -> N
     whole timeout and closing would wait on the retries. Any HTTP answer, even an error status, passes:
     MLflow's requests then say what is wrong. TLS problems are left to MLflow too (it may be told to
     accept the certificate)."""
-    if not tracking_uri.lower().startswith(("http://", "https://")):
+    if not is_http(tracking_uri):
         return
     import requests  # an MLflow dependency
 

@@ -1,19 +1,21 @@
 """The MLflow sink's thread side: every request to MLflow, batched, retried and reconciled per run
 (the per-run state and run creation are in :mod:`rftui.tracking.mlflow_runs`).
 
-Only the sink's background thread calls :class:`MlflowMirror`'s methods. Callers of the sink
-read three attributes without a lock (single assignments; the GIL suffices): ``mlflow_ids``,
-``backend_down`` and ``start_wait_ok``. ``mlflow`` is imported here lazily, on that thread.
+Only the sink's background thread calls :class:`MlflowMirror`'s methods, but for
+:meth:`MlflowMirror.server_gone` (any thread). Callers of the sink read five attributes without a lock
+(single assignments; the GIL suffices): ``mlflow_ids``, ``backend_down``, ``start_wait_ok``, ``stopped``
+and ``busy_since``. ``mlflow`` is imported here lazily, on that thread.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from itertools import islice
 from typing import Any, Callable
 
-from rftui.tracking.mlflow_connect import connect
+from rftui.tracking.mlflow_connect import TrackingServerUnreachable, check_server_answers, connect, is_http
 from rftui.tracking.mlflow_runs import RunState, open_in_mlflow
 from rftui.tracking.mlflow_values import (
     MAX_METRICS_PER_BATCH,
@@ -60,6 +62,10 @@ class MlflowMirror:
         self.mlflow_ids: dict[str, str] = {}
         self.backend_down = False
         self.start_wait_ok = True
+        self.stopped = False  # an http server that answered once has gone away: nothing is sent any more
+        self._stop_lock = threading.Lock()
+        self._stop_released = False
+        self.busy_since: float | None = None  # monotonic start of the requests in progress, if any
         # Thread-only.
         self._client: Any = None
         self._experiment_id: str | None = None
@@ -76,6 +82,8 @@ class MlflowMirror:
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next cycle is due (at most 1 s; never a busy loop)."""
+        if self.stopped:
+            return 1.0
         if self._client is None:
             wake = self._init_next_try if self._runs else now + 1.0
         else:
@@ -100,6 +108,10 @@ class MlflowMirror:
 
     def apply(self, op: tuple) -> None:
         kind, run_id = op[0], op[1]
+        if self.stopped:
+            if kind == "start":
+                op[-1].resolve(self.mlflow_ids.get(run_id))
+            return
         run = self._run(run_id)
         if kind == "metrics":
             self._add_points(run, op[2], op[3], op[4])
@@ -189,12 +201,50 @@ class MlflowMirror:
         self._init_fail_count = 0
         return True
 
+    def server_gone(self, timeout: float | None = None) -> bool:
+        """True once an http(s) server that answered at start no longer answers one quick request: logging
+        stops for good then, with one warning. Any thread may ask (the sink's callers do while they wait on
+        this thread, which may sit in MLflow's own retries for minutes)."""
+        if self.stopped:
+            return True
+        if self._client is None or not is_http(self.tracking_uri):
+            return False  # never connected (retried with backoff), or a store with no server to lose
+        try:
+            check_server_answers(self.tracking_uri, **({} if timeout is None else {"timeout": timeout}))
+        except TrackingServerUnreachable as exc:
+            with self._stop_lock:
+                if self.stopped:
+                    return True
+                self.stopped = self.backend_down = True
+            self._warn(
+                "stopped",
+                f"MLflow logging stopped: the tracking server at {self.tracking_uri} stopped answering "
+                f"({exc}); the metrics, statuses and tags not sent by then and all later ones are not in "
+                "MLflow (training continues). The metrics remain in the experiment's state.db "
+                f"(`rftui show {self.experiment_name}`); resuming the experiment before it finishes "
+                f"(`rftui resume {self.experiment_name}`) offers them to MLflow again",
+            )
+            return True
+        return False
+
+    def _release_after_stop(self) -> None:
+        """Free what waits for a server that is gone (once, on this thread)."""
+        if self._stop_released:
+            return
+        self._stop_released = True
+        for run in self._runs.values():
+            self._drop_pending(run)
+            run.resolve_waiters(run.mlflow_id)
+
     def _backoff(self, failures: int) -> float:
         return min(self.max_retry_interval, self.retry_interval * (2 ** max(0, failures - 1)))
 
     # ---------------------------------------------------------------- shipping
 
     def cycle(self, now: float, *, force: bool) -> None:
+        if self.stopped:
+            self._release_after_stop()
+            return
         if self._client is None:
             if not self._runs:
                 return
@@ -214,14 +264,20 @@ class MlflowMirror:
             )
             if not (metrics_due and run.pending) and not run.has_control_work():
                 continue
+            self.busy_since = time.monotonic()
             try:
                 self._reconcile(run)
             except Exception as exc:
+                if self.server_gone():
+                    self._release_after_stop()
+                    return
                 self._run_failed(run, exc, now)
             else:
                 run.fail_count = 0
                 run.failing_since = None
                 run.next_try = 0.0
+            finally:
+                self.busy_since = None
 
     def _reconcile(self, run: RunState) -> None:
         """Bring one run's MLflow record up to date; raises on the first failed request."""

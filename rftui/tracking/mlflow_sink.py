@@ -13,6 +13,10 @@ that tracking can never stop or slow training:
 * Failures (unusable URI, server down, an exception in ``log_batch``) are reported through
   ``on_warning`` once per kind, logged, and retried with backoff for a limited time while the
   points wait in memory (bounded). Nothing is raised to the caller and nothing is printed.
+* An http(s) server that answered at start and then stops answering ends MLflow logging for good, with
+  one warning. MLflow's client retries a request for minutes before it fails, so one quick probe is made
+  after a failed request, while a request takes long (a watch thread) and while a caller waits on the
+  sink's thread (closing never waits out the retries).
 
 ``mlflow`` is imported lazily, in the sink's thread, so importing this module is cheap.
 """
@@ -25,6 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from rftui.tracking.mlflow_connect import PROBE_TIMEOUT, is_http
 from rftui.tracking.mlflow_mirror import MlflowMirror, SinkSettings
 from rftui.tracking.mlflow_runs import Waiter
 from rftui.tracking.mlflow_values import (
@@ -43,6 +48,10 @@ __all__ = ["MlflowSink", "IDENTITY_TAG", "default_tracking_uri", "flatten_params
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())  # never fall through to logging's stderr "last resort"
+
+STUCK_AFTER = 1.0  # seconds a caller waits on the sink's thread before checking the server is still there
+REQUEST_STUCK_AFTER = 2.0  # seconds a request may take before the watch thread checks the server
+WATCH_INTERVAL = 0.5
 
 
 # ----------------------------------------------------------------------------- the sink
@@ -102,8 +111,11 @@ class MlflowSink:
             self._warn_once,
         )
 
+        self._watch_stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rftui-mlflow-sink", daemon=True)
         self._thread.start()
+        if is_http(self.tracking_uri):
+            threading.Thread(target=self._watch, name="rftui-mlflow-watch", daemon=True).start()
 
     # ------------------------------------------------------------------ public API (any thread)
 
@@ -122,7 +134,7 @@ class MlflowSink:
         down or did not answer within ``start_timeout`` (the run is then still created in the
         background as soon as possible; :meth:`mlflow_run_id` reports it later).
         """
-        if self._closed:
+        if self._closed or self._mirror.stopped:
             return self._mirror.mlflow_ids.get(run_id)
         try:
             flat = flatten_params(redact(as_mapping(params)))
@@ -134,7 +146,7 @@ class MlflowSink:
         self._queue.put(("start", str(run_id), str(label), flat, tag_map, mlflow_run_id, waiter))
         if self._mirror.backend_down or not self._mirror.start_wait_ok:
             return self._mirror.mlflow_ids.get(run_id)
-        if not waiter.event.wait(self.start_timeout):
+        if not self._wait(waiter.event, self.start_timeout):
             self._mirror.start_wait_ok = False  # later starts don't wait on a slow backend
             return self._mirror.mlflow_ids.get(run_id)
         return waiter.value
@@ -147,7 +159,7 @@ class MlflowSink:
         self, run_id: str, step: int, metrics: Mapping[str, float], timestamp_ms: int | None = None
     ) -> None:
         """Queue metric points of one step; never blocks. Non-numeric values are ignored."""
-        if self._closed or not metrics:
+        if self._closed or self._mirror.stopped or not metrics:
             return
         ts = int(timestamp_ms) if timestamp_ms is not None else int(time.time() * 1000)
         self._queue.put(("metrics", str(run_id), int(step), dict(metrics), ts))
@@ -165,30 +177,30 @@ class MlflowSink:
         if mapped is None:
             raise ValueError(f"unknown run status {status!r}; expected one of "
                              "RUNNING, FINISHED, KILLED, FAILED, SCHEDULED")
-        if not self._closed:
+        if not (self._closed or self._mirror.stopped):
             self._queue.put(("status", str(run_id), mapped, mlflow_run_id))
 
     def set_tags(
         self, run_id: str, tags: Mapping[str, Any], *, mlflow_run_id: str | None = None
     ) -> None:
         """Set (redacted) tags on the run's MLflow run."""
-        if self._closed or not tags:
+        if self._closed or self._mirror.stopped or not tags:
             return
         self._queue.put(("tags", str(run_id), tag_dict(tags), mlflow_run_id))
 
     def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None, ended: bool = False) -> None:
         """Tag ``rftui.deleted=true``, set status KILLED (unless the run had ``ended``: a finished or failed
         run keeps its status), then delete the MLflow run."""
-        if not self._closed:
+        if not (self._closed or self._mirror.stopped):
             self._queue.put(("delete", str(run_id), ended, mlflow_run_id))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed."""
-        if self._closed or not self._thread.is_alive():
+        if self._closed or self._mirror.stopped or not self._thread.is_alive():
             return
         done = threading.Event()
         self._queue.put(("flush", done))
-        done.wait(max(0.0, timeout))
+        self._wait(done, max(0.0, timeout))
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush (bounded by ``timeout``) and stop the background thread. Idempotent."""
@@ -197,8 +209,12 @@ class MlflowSink:
         deadline = time.monotonic() + max(0.0, timeout)
         self.flush(timeout)
         self._closed = True
+        self._watch_stop.set()
         self._queue.put(("stop",))
-        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        if self._mirror.stopped:  # the thread may sit in MLflow's retries for minutes: it ends on its own
+            self._thread.join(0.1)
+        else:
+            self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
 
     @property
     def healthy(self) -> bool:
@@ -210,6 +226,29 @@ class MlflowSink:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    def _wait(self, event: threading.Event, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for the sink's thread to answer. When it takes long, ask whether a
+        tracking server has gone away: then logging stops, and nobody waits out MLflow's retries."""
+        deadline = time.monotonic() + timeout
+        if event.wait(min(timeout, STUCK_AFTER)):
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0 or self._mirror.server_gone(timeout=max(0.1, min(left, PROBE_TIMEOUT))):
+            return event.is_set()
+        return event.wait(max(0.0, deadline - time.monotonic()))
+
+    def _watch(self) -> None:
+        """A request that takes long may be MLflow retrying a server that has gone away, for minutes: look
+        once per such request, so that the warning comes now and nothing more is sent."""
+        probed: float | None = None
+        while not self._watch_stop.wait(WATCH_INTERVAL):
+            if self._mirror.stopped or not self._thread.is_alive():
+                return
+            since = self._mirror.busy_since
+            if since is not None and since != probed and time.monotonic() - since >= REQUEST_STUCK_AFTER:
+                probed = since
+                self._mirror.server_gone()
 
     # ------------------------------------------------------------------ warnings
 
