@@ -261,3 +261,14 @@ def test_an_api_op_the_training_loop_does_not_read_in_time_is_an_experiment_erro
     with pytest.raises(ExperimentError, match=r"experiment 'stuck' did not answer stop r1 within 0 s; it is applied "
                                               "when its training loop reads it"):
         exp.stop_run("r1")
+
+
+def test_resuming_a_failed_run_gives_its_reason_so_every_front_end_can_show_it(tmp_path):
+    ctl = fake_pool_controller(tmp_path)
+    ctl.start()
+    ctl._set_status(ctl.runs["r1"], "failed", [], reason="CUDA out of memory")
+    ctl._set_status(ctl.runs["r2"], "failed", [], reason="x" * 300)
+    assert ctl.apply_op("resume", "r1", {}, "ctl", []).reason == (
+        "run r1 is failed; only stopped runs can be resumed; clone it to try again (it failed: CUDA out of memory)")
+    long = ctl.apply_op("resume", "r2", {}, "ctl", []).reason
+    assert long.endswith(f"(it failed: {'x' * 159}…)")

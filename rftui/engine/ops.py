@@ -67,7 +67,7 @@ def _stop(ctl, rec, args, out) -> Result:
 # Hints name the kind of clone, not a front end's flag or key: the CLI, the TUI and the Python API all show them.
 _RESUME_HINTS = {
     "completed": "; to train it further, make a warm-start clone of it with a larger max_steps",
-    "failed": "; clone it to try again (`rftui show` has its reason)",
+    "failed": "; clone it to try again",
     "deleted": "; clone it to train its config again",
 }
 
@@ -75,7 +75,10 @@ _RESUME_HINTS = {
 def _resume(ctl, rec, args, out) -> Result:
     if rec.status != "stopped":
         hint = _RESUME_HINTS.get(rec.status, "")
-        if rec.status == "running" and rec.pending_preempt == "stop":
+        if rec.status == "failed" and rec.reason:  # the reason itself: every front end can show it
+            reason = rec.reason if len(rec.reason) <= 160 else rec.reason[:159] + "…"
+            hint += f" (it failed: {reason})"
+        elif rec.status == "running" and rec.pending_preempt == "stop":
             hint = "; it stops at its next optimizer step: resume it after that"
         elif ctl.pool is None and rec.status in ("pending", "waiting"):  # no process trains the experiment
             hint = f"; it trains when the experiment does: `rftui resume {ctl.exp.name} --workdir {ctl.exp.workdir}`"
