@@ -89,3 +89,25 @@ def test_run_fit_names_its_formatting_func_argument_with_the_hint_of_the_cause(t
         problem, = info.value.problems
         assert problem.path == "formatting_func" and problem.file is None
         assert message in problem.message and problem.hint.startswith(hint)
+
+
+def test_a_formatting_function_from_a_file_is_named_in_row_errors_as_written(tmp_path, monkeypatch):
+    """Not by the internal module name its file was loaded under (rftui_hooks_fmt:chat)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hooks").mkdir()
+    write(tmp_path, "hooks/fmt.py", "def chat(row):\n    if row['instruction'] == 'q2':\n"
+                                    "        raise ValueError('no reply')\n    return {'text': row['instruction']}\n\n\n"
+                                    "def plain(row):\n    return [row]\n")
+    spec = load_experiment_file(SAMPLES / "smoke.yaml")
+    rows = [{"instruction": "q1"}, {"instruction": "q2"}]
+    failures = {}
+    for ref in ("hooks/fmt.py:chat", "hooks/fmt.py:plain"):
+        python_spec = replace(spec, source_file=None, data=None,
+                              runs=tuple(replace(r, formatting_func=ref) for r in spec.runs))
+        formatted, failed = format_splits(python_spec, rows, None)
+        assert formatted == {}
+        failures.update(failed)
+    assert str(failures["hooks/fmt.py:chat"]) == ("train_dataset row 1: formatting function hooks/fmt.py:chat raised "
+                                                  "ValueError: no reply. Row: {'instruction': 'q2'}")
+    assert str(failures["hooks/fmt.py:plain"]).startswith(
+        "train_dataset row 0: formatting function hooks/fmt.py:plain returned a list, not a dict; expected ")

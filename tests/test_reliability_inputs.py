@@ -182,7 +182,7 @@ CASES = {
     "formatting-function-raises-on-a-row": (
         lambda t, w: (hook_file(t, "fmt.py", "def fmt(row):\n    raise ValueError('cannot format this one')\n"),
                       formatting(t, f"{t / 'fmt.py'}:fmt"), run(t, "--workdir", w))[2],
-        r"train data \(data file .*support\.jsonl\) row \d+ \(line \d+\): formatting function .*fmt.* raised "
+        r"train data \(data file .*support\.jsonl\) row \d+ \(line \d+\): formatting function /\S*/fmt\.py:fmt raised "
         r"ValueError: cannot format this one"),
     "empty-dataset-plan": (lambda t, w: (config(t, data=rows_file(t, [])), ["plan", t / "experiment.yaml"])[1],
                            r"rows\.jsonl is empty"),

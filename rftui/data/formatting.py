@@ -152,14 +152,16 @@ def function_name(func: Any) -> str:
 
 def format_rows(rows: Sequence[Mapping[str, Any]], func: Callable[[Mapping[str, Any]], Any],
                 source_name: str = "train data", positions: Sequence[int] | None = None,
-                locate: Callable[[int], str] | None = None) -> list[dict[str, Any]]:
+                locate: Callable[[int], str] | None = None, name: str | None = None) -> list[dict[str, Any]]:
     """Apply `func` to every row and check each result has a shape TRL can train on.
 
     Returns the formatted rows. All rows must share one shape (see the module docstring).
     Raises `DataError` naming `source_name`, the row and the function when a row lacks
     a field, the function raises, or the result has the wrong shape. `positions[i]`, when
     given, is the number to name row i by (its row in the source file, before shuffling);
-    `locate(position)`, when given, says where that is ("row 3 (line 4)").
+    `locate(position)`, when given, says where that is ("row 3 (line 4)"). `name`, when given, is how
+    messages name the function: the hook as the user wrote it ("hooks/fmt.py:chat"), since a function
+    loaded from a file only knows the internal module name its loader gave it.
     """
     if not callable(func):
         raise DataError(f"the formatting function for {source_name} is not callable: "
@@ -168,7 +170,7 @@ def format_rows(rows: Sequence[Mapping[str, Any]], func: Callable[[Mapping[str, 
     if not rows:
         raise DataError(f"{source_name} is empty: there are no rows to format. Check the "
                         "data source and its `select` range.")
-    name = function_name(func)
+    name = name or function_name(func)
     out: list[dict[str, Any]] = []
     first_kind: str | None = None
     for index, row in enumerate(rows):

@@ -108,10 +108,12 @@ def format_splits(spec: ExperimentSpec, train_rows: Sequence[dict], eval_rows: S
             # with the hint for its cause: no such module, a module that raises on import, no such function
             where = "data.formatting" if spec.source_file else "formatting_func"
             raise ConfigError([Problem(where, exc.message, exc.hint, spec.source_file)]) from None
+        written = run.formatting_func if isinstance(run.formatting_func, str) else None  # row errors name it so
         try:
-            train = format_rows(train_rows, _formatter(spec, run, func, train_rows), *_origin(spec, "train", train_rows))
+            train = format_rows(train_rows, _formatter(spec, run, func, train_rows), *_origin(spec, "train", train_rows),
+                                name=written)
             evals = format_rows(eval_rows, _formatter(spec, run, func, eval_rows),
-                                *_origin(spec, "eval", eval_rows)) if eval_rows else None
+                                *_origin(spec, "eval", eval_rows), name=written) if eval_rows else None
         except RftuiError as exc:  # only the runs using this formatter fail
             failed[key] = exc
             continue
