@@ -214,6 +214,25 @@ def test_hub_offline_uncached_error(monkeypatch, tmp_path: Path):
     assert count_rows({"hub": hub_id, "select": [0, 10]}) == 10
 
 
+def test_a_cached_hub_dataset_is_counted_from_its_cache_and_selected_then_shuffled(monkeypatch, tmp_path: Path):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    info = tmp_path / "datasets" / "org___data" / "default" / "dataset_info.json"
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"splits": {"train": {"num_examples": 10}}}), encoding="utf-8")
+    full = datasets.Dataset.from_list(ROWS[:10])
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, split: full if (hub_id, split) == ("org/data", "train")
+                        else pytest.fail(f"loaded {hub_id} {split}"))
+    source = {"hub": "org/data", "select": [2, 8], "shuffle_seed": 3}
+    assert count_rows(source) == 6 and count_rows({"hub": "org/data"}) == 10
+    assert load_rows(source) == full.select(range(2, 8)).shuffle(seed=3).to_list()
+    with pytest.raises(DataError, match=r"`select: \[0, 11\]` is out of range: Hub dataset 'org/data' \(split 'train'\) "
+                                        r"has only 10 rows"):
+        load_rows({"hub": "org/data", "select": [0, 11]})
+
+
 def test_rows_from_dataset_inputs():
     import pandas as pd
 
@@ -244,7 +263,7 @@ def test_an_endless_stream_is_refused_after_a_bounded_read(monkeypatch):
 
 
 def test_sources_import_is_light():
-    code = ("import sys, rftui.data.sources, rftui.data.in_memory, rftui.data.formatting;"
+    code = ("import sys, rftui.data.sources, rftui.data.hub_datasets, rftui.data.in_memory, rftui.data.formatting;"
             "bad = [m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules];"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

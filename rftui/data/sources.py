@@ -12,8 +12,8 @@ A *source* is a small mapping, usually straight from an experiment YAML file::
 YAML file and a Python script that prepares its own `datasets.Dataset` agree row for row.
 
 Rows come back as a list of plain dicts. Nothing heavy is imported at module import time:
-`datasets` is imported only to load a Hub dataset, `pandas` only for CSV files and `pyarrow`
-only for Parquet files. Every problem is reported as a `DataError` that names the file (and
+`datasets` is imported only to load a Hub dataset (`rftui.data.hub_datasets` finds it, in the cache
+or on the Hub), `pandas` only for CSV files and `pyarrow` only for Parquet files. Every problem is reported as a `DataError` that names the file (and
 line or row when known) and says what to do about it.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from rftui.data.hub_datasets import cached_hub_count, load_hub_dataset
 from rftui.errors import DataError
 
 SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
@@ -31,8 +32,6 @@ SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
-
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 # --------------------------------------------------------------------------- public API
@@ -57,7 +56,11 @@ def load_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | No
         start, end = _check_select(spec.get("select"), len(rows), label)
         rows = rows[start:end]
     else:
-        rows = _load_hub(spec, label)
+        dataset = load_hub_dataset(spec["hub"], spec.get("split") or "train", label)
+        start, end = _check_select(spec.get("select"), len(dataset), label)
+        if (start, end) != (0, len(dataset)):
+            dataset = dataset.select(range(start, end))
+        rows = dataset.to_list()
         if not rows:
             raise _empty_error(label)
     seed = spec.get("shuffle_seed")
@@ -113,7 +116,7 @@ def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | N
         path = _resolve_path(spec["path"], base_dir)
         total = _count_file(path)
     else:
-        total = _cached_hub_count(spec["hub"], spec.get("split") or "train")
+        total = cached_hub_count(spec["hub"], spec.get("split") or "train")
         if total is None:
             select = spec.get("select")
             if select is not None:
@@ -376,103 +379,3 @@ def _json_kind(value: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number",
             bool: "true/false", type(None): "null", dict: "an object"}.get(type(value),
                                                                            type(value).__name__)
-
-
-# --------------------------------------------------------------------------- Hub datasets
-
-
-def _offline() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in _TRUTHY
-               for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _hf_home() -> Path:
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expanduser(os.environ["HF_HOME"]))
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "huggingface"
-
-
-def _datasets_cache_dir(hub_id: str) -> Path:
-    root = os.environ.get("HF_DATASETS_CACHE")
-    base = Path(os.path.expanduser(root)) if root else _hf_home() / "datasets"
-    return base / hub_id.replace("/", "___")
-
-
-def _hub_cache_dir(hub_id: str) -> Path:
-    root = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    base = Path(os.path.expanduser(root)) if root else _hf_home() / "hub"
-    return base / ("datasets--" + hub_id.replace("/", "--"))
-
-
-def _is_cached(hub_id: str) -> bool:
-    return _datasets_cache_dir(hub_id).is_dir() or _hub_cache_dir(hub_id).is_dir()
-
-
-def _cached_hub_count(hub_id: str, split: str) -> int | None:
-    """Row count of a split from the `datasets` cache's dataset_info.json, if present."""
-    root = _datasets_cache_dir(hub_id)
-    if not root.is_dir():
-        return None
-    try:
-        infos = sorted(root.rglob("dataset_info.json"), key=lambda p: p.stat().st_mtime,
-                       reverse=True)
-        for info in infos:
-            splits = json.loads(info.read_text(encoding="utf-8")).get("splits") or {}
-            entry = splits.get(split)
-            if isinstance(entry, dict) and isinstance(entry.get("num_examples"), int):
-                return entry["num_examples"]
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _not_cached_error(hub_id: str, why: str) -> DataError:
-    return DataError(
-        f"Hub dataset {hub_id!r} is not cached on this machine and {why}. Either download "
-        f"it once while online (python -c \"import datasets; "
-        f"datasets.load_dataset('{hub_id}')\") so it is cached, or point `path:` at a local "
-        "JSONL, CSV or Parquet file instead of `hub:`.")
-
-
-def _looks_like_network_error(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        for cls in type(exc).__mro__:
-            name = cls.__name__
-            if ("Connection" in name or "Timeout" in name or "Offline" in name
-                    or name in ("LocalEntryNotFoundError", "NetworkError")):
-                return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _load_hub(spec: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
-    hub_id = spec["hub"]
-    split = spec.get("split") or "train"
-    offline = _offline()
-    if offline and not _is_cached(hub_id):
-        raise _not_cached_error(hub_id, "offline mode is on (HF_HUB_OFFLINE / "
-                                        "HF_DATASETS_OFFLINE)")
-    if not _is_cached(hub_id):
-        from rftui.training.model_loading import hub_reachable
-
-        if not hub_reachable():  # `datasets` would retry for ~25 s, printing each attempt, to the same end
-            raise _not_cached_error(hub_id, "the Hugging Face Hub cannot be reached")
-    import datasets  # heavy: only when a Hub source is actually loaded
-
-    try:
-        ds = datasets.load_dataset(hub_id, split=split)
-    except Exception as exc:  # datasets raises many unrelated types here
-        if offline or _looks_like_network_error(exc):
-            if not _is_cached(hub_id):
-                raise _not_cached_error(hub_id, "the Hugging Face Hub cannot be reached") \
-                    from exc
-        raise DataError(f"{label} could not be loaded: {type(exc).__name__}: {exc}. Check "
-                        "the dataset id and split name, or use a local file with "
-                        "`path:`.") from exc
-    start, end = _check_select(spec.get("select"), len(ds), label)
-    if (start, end) != (0, len(ds)):
-        ds = ds.select(range(start, end))
-    return ds.to_list()
