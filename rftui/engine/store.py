@@ -59,6 +59,17 @@ CREATE INDEX ops_by_status ON ops(status, id);
 # metrics.seq only ever grows (AUTOINCREMENT never reuses a value), so a watcher can poll
 # "points since seq X"; INSERT OR REPLACE on the unique key gives a redone point a new seq.
 
+# Engine warnings, kept so that `rftui watch` shows them too. Added after schema version 1 shipped:
+# IF NOT EXISTS lets a writable open add it to an older state.db (same version, one table more),
+# and readers treat a missing table as no warnings. One row per (run, message); a NULL run_id is
+# folded to '' in the index because UNIQUE treats NULLs as all different.
+_WARNINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS warnings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, message TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS warnings_once ON warnings(COALESCE(run_id, ''), message);
+"""
+
 _RUN_FIELDS = frozenset({
     "ord", "label", "spec", "spec_json", "status", "parent", "warm_start", "steps_done",
     "total_steps", "chunks_done", "num_chunks", "checkpoint_dir", "adapter_dir", "reason",
@@ -100,7 +111,7 @@ class Store(OpQueue):
         store = cls(path, readonly=False)
         try:
             with store._write() as conn:  # executescript would commit early: run one by one
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in filter(str.strip, (_SCHEMA + _WARNINGS_SCHEMA).split(";")):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -121,6 +132,8 @@ class Store(OpQueue):
         store = cls(path, readonly=readonly)
         try:
             store._validate()
+            if not readonly:
+                store._add_missing_tables()
         except BaseException:
             store.close()
             raise
@@ -146,6 +159,15 @@ class Store(OpQueue):
                 f"state.db at {self.path} has schema version {version}, this rftui reads "
                 f"version {SCHEMA_VERSION}; use the rftui release that wrote it, "
                 f"or start a new experiment with --new")
+
+    def _add_missing_tables(self) -> None:
+        """Give a state.db from an older rftui the tables added since (checked first, so that
+        opening a current one takes no write lock)."""
+        if self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'warnings'"):
+            return
+        with self._write() as conn:
+            for statement in filter(str.strip, _WARNINGS_SCHEMA.split(";")):
+                conn.execute(statement)
 
     def _damaged(self, err: BaseException) -> ExperimentError:
         return ExperimentError(
@@ -379,3 +401,25 @@ class Store(OpQueue):
         return [dict(r) for r in self._read(
             "SELECT seq, run_id, step, name, value, kind, wall_time FROM metrics"
             " WHERE seq > ? ORDER BY seq", (since_rowid,))]
+
+    # ---- warnings --------------------------------------------------------------------
+    def add_warning(self, message: str, run_id: str | None = None) -> bool:
+        """Keep an engine warning; False when this run (or none) already gave this message."""
+        with self._write(durable=False) as c:  # a lost warning after a power cut is no loss
+            return c.execute("INSERT OR IGNORE INTO warnings(run_id, message, created_at)"
+                             " VALUES (?, ?, ?)", (run_id, message, time.time())).rowcount > 0
+
+    def warnings(self, since_id: int = 0) -> list[dict]:
+        """Warnings whose id is above `since_id`, oldest first (none from an older state.db that
+        has no warnings table: a read-only reader cannot add it)."""
+        try:
+            rows = self._conn().execute(
+                "SELECT id, run_id, message, created_at FROM warnings WHERE id > ? ORDER BY id",
+                (since_id,)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise self._busy_or_damaged(e) from e
+        except sqlite3.DatabaseError as e:
+            raise self._busy_or_damaged(e) from e
+        return [dict(r) for r in rows]
