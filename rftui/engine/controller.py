@@ -57,12 +57,24 @@ class Controller:
         self._dead_seen: set[int] = set()
         self._points: list[tuple] = []
         self._warnings: collections.deque[str] = collections.deque()
+        self._warnings_kept: set[tuple[str | None, str]] = set()
         for row in store.list_runs():
             self._register(RunRecord.from_store(row))
 
     def warn(self, message: str) -> None:
         """Thread-safe: report a warning (e.g. from the tracking thread) as an EngineWarning."""
         self._warnings.append(message)
+
+    def _warning(self, message: str, run_id: str | None = None) -> ev.EngineWarning:
+        """The one place a warning becomes an event: it is kept in state.db first (once per run and
+        message), so that `rftui watch`, which only reads the store, shows it too."""
+        if (run_id, message) not in self._warnings_kept:
+            self._warnings_kept.add((run_id, message))
+            try:
+                self.store.add_warning(message, run_id)
+            except Exception:  # noqa: BLE001 - a warning that cannot be kept must not stop training
+                log.warning("could not keep warning %r in state.db", message, exc_info=True)
+        return ev.EngineWarning(message, run_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +192,8 @@ class Controller:
                 if mlflow_id and not known:
                     self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
             self.sink.close()
+        while self._warnings:  # e.g. MLflow's, while closing: no step() shows them, a watcher still can
+            self._warning(self._warnings.popleft())
 
     # ------------------------------------------------------------------ the loop
 
@@ -202,7 +216,7 @@ class Controller:
             out += self._serve_store_ops()
         self._flush_points()
         while self._warnings:
-            out.append(ev.EngineWarning(self._warnings.popleft()))
+            out.append(self._warning(self._warnings.popleft()))
         if self.finished and not self._finished_reported and not self.stopping:
             self._finished_reported = True
             self.store.set_meta("status", "finished")
@@ -281,7 +295,7 @@ class Controller:
         if isinstance(event, RunFailed):
             return self._on_run_failed(worker_id, event)
         if isinstance(event, WorkerWarning):
-            return [ev.EngineWarning(event.message, event.run_id)]
+            return [self._warning(event.message, event.run_id)]
         return [event]
 
     def _log_points(self, run_id: str, step: int, metrics, kind: str) -> None:
