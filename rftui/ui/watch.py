@@ -1,7 +1,8 @@
 """WatchSource: the screen for an experiment that another process trains, read from its state.db.
 
-Every `interval` seconds it reads the points added since the last seq, the runs, the quanta and
-the resolved ops, and turns the differences into the same events a hosted controller emits.
+Every `interval` seconds it reads the points added since the last seq, the runs, the quanta, the
+resolved ops and the engine's warnings (the controller keeps them in state.db), and turns the
+differences into the same events a hosted controller emits.
 Ops go through `rftui.control.submit` (in a thread), exactly like `rftui ctl`; their outcome
 comes back through the ops table, so every op (ours, `rftui ctl`'s, the trainer's own keys)
 shows once. Quitting a watcher never touches the experiment.
@@ -41,6 +42,7 @@ class WatchSource:
         self._stop = threading.Event()
         self._seq = 0
         self._op_seen = 0
+        self._warning_seen = 0  # the id of the last stored warning emitted
         self._quanta_seen: dict[int, str] = {}
         self._status: dict[str, str] = {}
         self._last: dict[str, dict[str, float]] = {}
@@ -117,6 +119,9 @@ class WatchSource:
             self._op_seen = op["id"]
             events.append(ev.OpResolved(op["id"], op["source"], op["op"], op["run_id"], op["status"],
                                         op.get("reason"), op.get("new_run_id")))
+        for warning in store.warnings(self._warning_seen):  # on open, all of them: the model shows each once
+            self._warning_seen = warning["id"]
+            events.append(ev.EngineWarning(warning["message"], warning["run_id"]))
         if abandoned:
             events.append(ev.EngineWarning(self._abandoned_text()))
             self._stop.set()
