@@ -91,9 +91,10 @@ class Experiment:
                 controller.step(0.25)
             raise
         finally:
-            controller.close()
+            late = controller.close()
             self.controller = None
         if view is not None:
+            view.render(late)
             view.finish()
 
     # ------------------------------------------------------------------ results

@@ -223,6 +223,7 @@ def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines
                 view.line(note)
     finally:
         signal.signal(signal.SIGINT, previous)
-        controller.close()
+        late = controller.close()
+    view.render(late)
     view.finish()
     return EXIT_INTERRUPTED if interrupted["count"] else 0

@@ -198,3 +198,24 @@ def test_ctrl_c_with_json_keeps_stdout_json_and_says_it_was_interrupted(tmp_path
     assert (records[-1]["name"], records[-1]["workdir"]) == ("exp", str(tmp_path))
     assert "ExperimentFinished" not in {record["event"] for record in records}
     assert f"continue with `rftui resume exp --workdir {tmp_path}`" in capsys.readouterr().err
+
+
+def test_a_warning_given_while_closing_is_printed_after_the_progress_lines(tmp_path):
+    # MLflow's "logging stopped" can come while the sink flushes on close, after the last step().
+    from rftui.headless import run_headless
+
+    controller = fake_experiment(tmp_path)
+    shutdown = controller.pool.shutdown
+
+    def shutdown_then_warn():
+        controller.warn("MLflow logging stopped: the tracking server stopped answering")
+        return shutdown()
+
+    controller.pool.shutdown = shutdown_then_warn
+    out = io.StringIO()
+    assert run_headless(controller, stream=out, json_lines=False, tty=False, first_events=controller.start()) == 0
+    lines = out.getvalue().splitlines()
+    late = [i for i, line in enumerate(lines) if "MLflow logging stopped" in line]
+    assert late and lines[late[0]].split(" ", 1)[1] == (
+        "warning: MLflow logging stopped: the tracking server stopped answering")
+    assert late[0] > max(i for i, line in enumerate(lines) if "finished" in line.lower())

@@ -5,16 +5,14 @@ Also the UI model's own rules (series replacement, downsampling, ETA).
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
 from engine_helpers import drive, fake_experiment
-from ui_helpers import FixedClock
+from ui_helpers import FixedClock, quit_app_when, wait_for
 
 from rftui.engine import events as ev
 from rftui.engine.fake_backend import fake_loss
@@ -27,13 +25,6 @@ from rftui.ui.sources import start_resource_tracker
 from rftui.ui.watch import WatchSource
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
@@ -262,26 +253,7 @@ async def test_the_watch_screen_of_a_dead_owner_says_how_to_continue_and_stops_p
 
 @pytest.fixture
 def quit_when(monkeypatch):
-    """Make `run_watch` run its app headless: once `ready(app)` holds, q q quits it as a user would."""
-    import rftui.ui.run as ui_run
-
-    real = ui_run.build_app
-    ready = {}
-
-    def headless(source, **kwargs):
-        app = real(source, **kwargs)
-        run = app.run
-
-        async def user(pilot):
-            await wait_for(lambda: ready["when"](app))
-            await pilot.press("q")
-            await pilot.press("q")
-
-        app.run = lambda: run(headless=True, size=(120, 36), auto_pilot=user)
-        return app
-
-    monkeypatch.setattr(ui_run, "build_app", headless)
-    return lambda condition: ready.update(when=condition)
+    return quit_app_when(monkeypatch)
 
 
 def test_quitting_the_watch_of_a_dead_owner_prints_the_leaderboard_and_how_to_continue(killed, quit_when, capsys):

@@ -95,7 +95,7 @@ def test_a_warning_given_while_closing_is_kept(tmp_path):
     ctl = pool_controller(tmp_path)
     ctl.start()
     ctl.warn(MLFLOW)  # e.g. the MLflow sink's, from its thread, while it flushes on close
-    ctl.close()
+    assert warnings_of(ctl.close()) == [(None, MLFLOW)]  # for the front end to show after close
     assert kept(ctl.store) == [(None, MLFLOW)]
 
 
@@ -146,3 +146,22 @@ def test_a_watcher_attaching_after_a_real_fake_backend_run_shows_its_warnings(tm
     finally:
         source.close()
         store.close()
+
+
+def test_the_terminal_ui_prints_a_warning_given_while_closing_after_its_screen_is_gone(tmp_path, monkeypatch,
+                                                                                     capsys):
+    from ui_helpers import quit_app_when
+
+    from rftui.ui.run import run_hosted
+
+    controller = fake_experiment(tmp_path)
+    shutdown = controller.pool.shutdown
+
+    def shutdown_then_warn():
+        controller.warn(MLFLOW)
+        return shutdown()
+
+    controller.pool.shutdown = shutdown_then_warn
+    quit_app_when(monkeypatch)(lambda app: app.source.done)
+    assert run_hosted(controller, theme="rftui-dark") == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"rftui: warning: {MLFLOW}"

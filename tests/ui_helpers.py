@@ -245,3 +245,34 @@ async def charts_drawn(pilot, app, timeout: float = 5.0) -> None:
     while app.main.charts_pending:
         assert time.monotonic() < deadline, "charts were not redrawn in time"
         await pilot.pause()
+
+
+async def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def quit_app_when(monkeypatch):
+    """Make rftui.ui.run's entry points run their app headless: once `ready(app)` holds, q q quits it as a
+    user would. Returns the setter for `ready`."""
+    import rftui.ui.run as ui_run
+
+    real = ui_run.build_app
+    ready = {}
+
+    def headless(source, **kwargs):
+        app = real(source, **kwargs)
+        run = app.run
+
+        async def user(pilot):
+            await wait_for(lambda: ready["when"](app))
+            await pilot.press("q")
+            await pilot.press("q")
+
+        app.run = lambda: run(headless=True, size=(120, 36), auto_pilot=user)
+        return app
+
+    monkeypatch.setattr(ui_run, "build_app", headless)
+    return lambda condition: ready.update(when=condition)

@@ -168,7 +168,8 @@ class Controller:
         for worker_id, run_id in self.busy.items():
             self.pool.send(worker_id, Preempt(run_id, "shutdown"))
 
-    def close(self) -> None:
+    def close(self) -> list[Any]:
+        """Wind down; returns the warnings given while closing (e.g. MLflow's), which no step() reports."""
         with self._wake_lock:
             self._closed = True
         self._serve_requests()  # ops queued while the last step ran are applied (an API caller waits on them)
@@ -192,8 +193,10 @@ class Controller:
                 if mlflow_id and not known:
                     self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
             self.sink.close()
-        while self._warnings:  # e.g. MLflow's, while closing: no step() shows them, a watcher still can
-            self._warning(self._warnings.popleft())
+        late: list[Any] = []
+        while self._warnings:  # e.g. MLflow's, while closing: the front end shows them after close, a watcher too
+            late.append(self._warning(self._warnings.popleft()))
+        return late
 
     # ------------------------------------------------------------------ the loop
 

@@ -28,6 +28,8 @@ def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: st
     finished = controller.store.get_meta("status") == "finished"
     data = show_data(controller.exp, controller.store, include_deleted=False)
     print(leaderboard_text(data, failure_reasons(controller.store)))
+    for warning in source.late_warnings:
+        print(f"rftui: warning: {warning.message}", file=sys.stderr)
     if not finished:
         print(f"rftui: stopped and checkpointed; continue with `rftui resume {controller.spec.name} "
               f"--workdir {controller.exp.workdir}`", file=sys.stderr)
