@@ -125,16 +125,30 @@ class Experiment:
                                  ignore_index=True)
 
     def get_runs_info(self):
-        """One row per run: id, label, status, progress, parent, warm start and last metrics."""
+        """One row per run: run_id (RapidFire AI's name, and get_results' key), label, status, reason, progress,
+        parent, warm start, the last loss / eval_loss / rougeL / bleu (floats, NaN when not logged) and config,
+        the run's knobs by the names of `rftui plan --json` and clone edits."""
         import pandas as pd
 
-        from rftui.report import show_data
+        from rftui.report import SHOWN_METRICS, show_data
 
         store = self._store()
-        data = show_data(self.exp, store)
-        store.close()
-        rows = [{**{k: v for k, v in run.items() if k != "metrics"}, **run["metrics"]} for run in data["runs"]]
-        return pd.DataFrame(rows)
+        try:
+            data = show_data(self.exp, store)
+            knobs = {row["run_id"]: dict((row.get("spec") or {}).get("knobs") or {}) for row in store.list_runs()}
+        finally:
+            store.close()
+        rows = []
+        for run in data["runs"]:
+            row = {"run_id": run["id"], **{k: v for k, v in run.items() if k not in ("id", "metrics")}}
+            # float columns even when no run logged a metric: an all-None column is object dtype, which
+            # nsmallest/idxmin refuse
+            row.update({name: _float(run["metrics"].get(name)) for name in SHOWN_METRICS})
+            row["config"] = knobs.get(run["id"], {})
+            rows.append(row)
+        columns = ["run_id", "label", "status", "reason", "parent", "warm_start", "steps_done", "total_steps",
+                   "chunks_done", "num_chunks", *SHOWN_METRICS, "config"]
+        return pd.DataFrame(rows, columns=columns)
 
     # ------------------------------------------------------------------ interactive control
 
@@ -275,6 +289,10 @@ def _engine_problems(workers: Any, device: Any, tracking_uri: Any) -> list[Probl
     from rftui.engine.options import engine_option_problems
 
     return engine_option_problems(workers=workers, device=device, tracking_uri=tracking_uri)
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _run_order(run_id: str) -> int:

@@ -47,7 +47,7 @@ def test_cookbook_style_run_fit_then_clone_and_continue(tmp_path):
     experiment.run_fit(RFGridSearch(configs=config, trainer_type="SFT"), create_model, train, evals,
                        num_chunks=2, seed=42, quiet=True)
     info = experiment.get_runs_info()
-    assert list(info["id"]) == ["r1", "r2"] and set(info["status"]) == {"completed"}
+    assert list(info["run_id"]) == ["r1", "r2"] and set(info["status"]) == {"completed"}
     results = experiment.get_results()
     r1 = results[results["run_id"] == "r1"]
     assert list(r1["step"]) == [1, 2, 3, 4]
@@ -60,7 +60,7 @@ def test_cookbook_style_run_fit_then_clone_and_continue(tmp_path):
     new_id = experiment.clone_run("r1", {"learning_rate": 5e-4})
     assert new_id == "r3"
     experiment.resume(create_model, quiet=True)
-    info = experiment.get_runs_info().set_index("id")
+    info = experiment.get_runs_info().set_index("run_id")
     assert info.loc["r3", "status"] == "completed" and info.loc["r3", "parent"] == "r1"
     experiment.end()
 

@@ -51,7 +51,7 @@ def test_failure_reasons_reach_show_json_get_runs_info_and_mlflow(tmp_path, caps
     assert shown["r1"]["status"] == "failed" and shown["r1"]["reason"] == trained
     assert shown["r2"]["status"] == "failed" and formatted in shown["r2"]["reason"]
 
-    info = Experiment("fails", workdir=tmp_path).get_runs_info().set_index("id")
+    info = Experiment("fails", workdir=tmp_path).get_runs_info().set_index("run_id")
     assert info.loc["r1", "reason"] == trained and formatted in info.loc["r2", "reason"]
 
     client = MlflowClient(ctl.store.get_meta("tracking_uri"))
@@ -60,3 +60,24 @@ def test_failure_reasons_reach_show_json_get_runs_info_and_mlflow(tmp_path, caps
     assert {run_id: run.info.status for run_id, run in tracked.items()} == {"r1": "FAILED", "r2": "FAILED"}
     assert tracked["r1"].data.tags[FAILURE_TAG] == trained
     assert tracked["r2"].data.tags[FAILURE_TAG] == shown["r2"]["reason"]
+
+
+def test_get_runs_info_is_keyed_by_run_id_with_float_metrics_and_each_runs_config(tmp_path):
+    ctl = fake_experiment(tmp_path, "info", num_chunks=2, max_steps=4)
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    experiment = Experiment("info", workdir=tmp_path)
+    info = experiment.get_runs_info()
+    assert list(info.columns) == ["run_id", "label", "status", "reason", "parent", "warm_start", "steps_done",
+                                  "total_steps", "chunks_done", "num_chunks", "loss", "eval_loss", "rougeL",
+                                  "bleu", "config"]
+    assert list(info["run_id"]) == ["r1", "r2"]  # RapidFire AI's column name, and get_results' key
+    joined = experiment.get_results().merge(info[["run_id", "status"]], on="run_id")
+    assert set(joined["status"]) == {"completed"} and len(joined) == 8
+    # no run logged rougeL: still a float column (NaN), so nsmallest/idxmin work on every metric column
+    assert str(info["rougeL"].dtype) == "float64" and info["rougeL"].isna().all()
+    assert info.nsmallest(1, "eval_loss")["run_id"].item() == "r2"
+    assert [config["learning_rate"] for config in info["config"]] == [1e-3, 3e-4]
+    assert info["config"][0]["lora.r"] == 4

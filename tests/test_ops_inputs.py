@@ -39,7 +39,7 @@ def test_api_ops_take_run_numbers_and_edits_as_a_list(tmp_path):
     exp = Experiment("exp", workdir=tmp_path)
     exp.stop_run(1)
     assert exp.clone_run(2, ["learning_rate=5e-4"]) == "r3"
-    runs = {row["id"]: row for row in exp.get_runs_info().to_dict("records")}
+    runs = {row["run_id"]: row for row in exp.get_runs_info().to_dict("records")}
     assert runs["r1"]["status"] == "stopped" and runs["r3"]["parent"] == "r2"
     with pytest.raises(OpRefused, match=r"edits must be a dict of knob -> value.*got str 'learning_rate=5e-4'"):
         exp.clone_run("r1", "learning_rate=5e-4")
@@ -162,7 +162,7 @@ def test_an_api_op_racing_the_end_of_run_fit_is_applied_not_left_waiting(tmp_pat
     exp.controller = ctl  # run_fit's finally has not cleared it yet
     assert exp.clone_run("r2", {"learning_rate": 5e-4}) == "r3"  # applied to the stored experiment
     exp.stop_run("r2")
-    assert {r["id"]: r["status"] for r in exp.get_runs_info().to_dict("records")} == {
+    assert {r["run_id"]: r["status"] for r in exp.get_runs_info().to_dict("records")} == {
         "r1": "stopped", "r2": "stopped", "r3": "pending"}
 
 

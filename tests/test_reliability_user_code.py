@@ -63,7 +63,7 @@ def test_raising_user_hooks_fail_only_their_runs_with_a_one_line_reason(tmp_path
     experiment.run_fit(RFGridSearch(configs=configs, trainer_type="SFT"), create_model, TRAIN, EVALS,
                        num_chunks=2, seed=1, device="cpu", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     shown = capsys.readouterr().out
-    info = experiment.get_runs_info().set_index("id")
+    info = experiment.get_runs_info().set_index("run_id")
     assert dict(info["status"]) == {"r1": "completed", "r2": "failed", "r3": "failed", "r4": "failed"}
     from rftui.engine.store import Store
 
