@@ -78,6 +78,7 @@ class Experiment:
                                      live_specs=live_specs)
         self.controller = controller
         view = None if quiet else HeadlessView(controller, sys.stdout, json_lines=False, tty=False)
+        interrupted = None
         try:
             events = controller.start()
             while not controller.finished:
@@ -85,17 +86,23 @@ class Experiment:
                 if view is not None:
                     view.render(events)
                 events = []
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C: every run checkpoints at its next optimizer step
+            interrupted = exc
             controller.begin_shutdown()
             while not controller.finished:
-                controller.step(0.25)
-            raise
+                events = controller.step(0.25)
+                if view is not None:
+                    view.render(events)
         finally:
             late = controller.close()
             self.controller = None
         if view is not None:
             view.render(late)
             view.finish()
+            if interrupted is not None:  # what was kept and how to go on, before the KeyboardInterrupt's traceback
+                view.line(f"interrupted: checkpointed; continue with {_resume_call(create_model_fn)}")
+        if interrupted is not None:
+            raise interrupted
 
     # ------------------------------------------------------------------ results
 
@@ -289,6 +296,12 @@ def _engine_problems(workers: Any, device: Any, tracking_uri: Any) -> list[Probl
     from rftui.engine.options import engine_option_problems
 
     return engine_option_problems(workers=workers, device=device, tracking_uri=tracking_uri)
+
+
+def _resume_call(create_model_fn: Any) -> str:
+    name = getattr(create_model_fn, "__name__", None)
+    return f"experiment.resume({name if name and name.isidentifier() else 'create_model_fn'})" \
+        if create_model_fn is not None else "experiment.resume()"
 
 
 def _float(value: Any) -> float:

@@ -153,3 +153,28 @@ def test_run_fit_counts_a_random_search_space_once(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="random search asks for 3 distinct configs, but the search space has only 2"):
         experiment.run_fit(group, create_model, None, num_chunks=2, quiet=True)
     assert counted == [1] and not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_in_run_fit_checkpoints_says_how_to_continue_and_raises(tmp_path, monkeypatch, capsys):
+    from rftui.engine.controller import Controller
+
+    step, calls = Controller.step, []
+
+    def interrupted_step(self, timeout):
+        calls.append(timeout)
+        if len(calls) == 3:  # Ctrl-C while run_fit waits on the worker, long before 200 steps are done
+            raise KeyboardInterrupt
+        return step(self, timeout)
+
+    monkeypatch.setattr(Controller, "step", interrupted_step)
+    group = _tiny_group()
+    group.configs.fields["training_args"].kwargs["max_steps"] = 200
+    experiment = Experiment("ctrl-c", workdir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_fit(group, create_model, ROWS, num_chunks=2)
+    out = capsys.readouterr().out
+    assert "experiment ctrl-c (" in out and f"interrupted: `rftui resume ctrl-c --workdir {tmp_path}` continues" in out
+    assert out.rstrip().endswith("interrupted: checkpointed; continue with experiment.resume(create_model)")
+    info = experiment.get_runs_info()
+    assert info["status"].item() in ("waiting", "pending") and info["steps_done"].item() < 200
+    assert experiment.controller is None
