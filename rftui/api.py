@@ -106,11 +106,30 @@ class Experiment:
 
     # ------------------------------------------------------------------ results
 
+    def _missing(self) -> ExperimentError:
+        """No experiment by this name in this workdir: a new name before run_fit, a typo, or another workdir
+        (the default ./rftui-runs is relative to the current directory)."""
+        import difflib
+
+        try:
+            names = sorted(p.name for p in self.workdir.iterdir() if ExperimentDir(p).exists())
+        except OSError:
+            names = []
+        close = difflib.get_close_matches(self.name, names, n=1)
+        if close:
+            there = f" (did you mean {close[0]!r}?)"
+        elif names:
+            there = f" (it holds {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+        else:
+            there = ""
+        return ExperimentError(f"no experiment {self.name!r} in {self.workdir}{there}; run_fit creates it, or "
+                               "pass workdir= where it was created")
+
     def _store(self):
         from rftui.engine.store import Store
 
         if self.exp is None or not self.exp.exists():
-            raise ExperimentError(f"experiment {self.name!r} has no results yet; call run_fit first")
+            raise self._missing()
         return Store.open(self.exp.state_db, readonly=True)
 
     def get_results(self):
@@ -183,7 +202,7 @@ class Experiment:
                     raise OpRefused(f"{op} {run}: refused: {resolved.reason}")
                 return resolved.new_run_id
         if self.exp is None:
-            raise ExperimentError(f"experiment {self.name!r} has no runs yet; call run_fit first")
+            raise self._missing()
         exp, spec, store = open_experiment(str(self.exp.root))
         try:
             return submit(exp, spec, store, op, run, args or {}, source="api").get("new_run_id")
@@ -223,7 +242,7 @@ class Experiment:
         from rftui.engine.setup import forget_cut_work, open_experiment
 
         if self.exp is None:
-            raise ExperimentError(f"experiment {self.name!r} does not exist yet; call run_fit first")
+            raise self._missing()
         workers = coerce("int", workers)
         problems = _engine_problems(workers, device, tracking_uri)
         if problems:

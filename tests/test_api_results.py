@@ -81,3 +81,22 @@ def test_get_runs_info_is_keyed_by_run_id_with_float_metrics_and_each_runs_confi
     assert info.nsmallest(1, "eval_loss")["run_id"].item() == "r2"
     assert [config["learning_rate"] for config in info["config"]] == [1e-3, 3e-4]
     assert info["config"][0]["lora.r"] == 4
+
+
+def test_an_experiment_not_in_the_workdir_is_named_with_where_it_was_looked_for(tmp_path):
+    import pytest
+
+    from rftui.errors import ExperimentError
+
+    fake_experiment(tmp_path, "chatqa-lite").close()
+    fake_experiment(tmp_path, "other").close()
+    typo = Experiment("chatqa-lte", workdir=tmp_path)
+    for call in (typo.get_results, typo.get_runs_info, lambda: typo.stop_run("r1"), typo.resume):
+        with pytest.raises(ExperimentError) as caught:
+            call()
+        assert str(caught.value) == (f"no experiment 'chatqa-lte' in {tmp_path} (did you mean 'chatqa-lite'?); "
+                                     "run_fit creates it, or pass workdir= where it was created")
+    with pytest.raises(ExperimentError, match=r"no experiment 'zzz' in .* \(it holds chatqa-lite, other\); run_fit"):
+        Experiment("zzz", workdir=tmp_path).get_results()
+    with pytest.raises(ExperimentError, match=r"no experiment 'zzz' in \S+nowhere; run_fit creates it, or pass workdir="):
+        Experiment("zzz", workdir=tmp_path / "nowhere").get_runs_info()
