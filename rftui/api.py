@@ -248,8 +248,14 @@ class Experiment:
         if problems:
             raise ConfigError(problems)
         exp, spec, store = open_experiment(str(self.exp.root))
-        ensure_not_running(exp, store)
         try:
+            ensure_not_running(exp, store)
+            if store.get_meta("status") == "finished":  # as `rftui resume` says it; no workers are started
+                store.close()
+                if not quiet:
+                    print(f"experiment {exp.name} already finished; nothing to resume (resume_run a stopped run "
+                          "or clone_run one first)")
+                return
             create_model_fn, live_specs = _hooks_from_main(exp, spec, store, create_model_fn)
         except ExperimentError:
             store.close()

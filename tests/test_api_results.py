@@ -100,3 +100,22 @@ def test_an_experiment_not_in_the_workdir_is_named_with_where_it_was_looked_for(
         Experiment("zzz", workdir=tmp_path).get_results()
     with pytest.raises(ExperimentError, match=r"no experiment 'zzz' in \S+nowhere; run_fit creates it, or pass workdir="):
         Experiment("zzz", workdir=tmp_path / "nowhere").get_runs_info()
+
+
+def test_resume_of_a_finished_experiment_says_so_and_starts_nothing(tmp_path, capsys, monkeypatch):
+    import rftui.engine.assemble as assemble
+
+    ctl = fake_experiment(tmp_path, "done", num_chunks=1, max_steps=2)
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    capsys.readouterr()
+    monkeypatch.setattr(assemble, "make_controller", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
+    experiment = Experiment("done", workdir=tmp_path)
+    experiment.resume()
+    assert capsys.readouterr().out == ("experiment done already finished; nothing to resume (resume_run a stopped run "
+                                       "or clone_run one first)\n")
+    experiment.resume(quiet=True)
+    assert capsys.readouterr().out == ""
+    assert set(experiment.get_runs_info()["status"]) == {"completed"}
