@@ -111,3 +111,19 @@ def test_a_formatting_function_from_a_file_is_named_in_row_errors_as_written(tmp
                                                   "ValueError: no reply. Row: {'instruction': 'q2'}")
     assert str(failures["hooks/fmt.py:plain"]).startswith(
         "train_dataset row 0: formatting function hooks/fmt.py:plain returned a list, not a dict; expected ")
+
+
+@pytest.mark.parametrize("ref, hint", [
+    ("hooks/nowhere.py:fmt", "name an existing Python file, as path/to/file.py:function, or an importable module, "
+                             "as module:function"),
+    ("no_such_module_xyz:fmt", "install the module or put its folder on PYTHONPATH, or name its file instead, as "
+                               "path/to/file.py:function"),
+    ("fmt_without_colon", "name a function as module:function or file.py:function"),
+])
+def test_a_config_files_unfound_hook_gets_the_hint_for_its_cause(tmp_path, ref, hint):
+    text = (SAMPLES / "smoke.yaml").read_text().replace("data/support.jsonl", str(SAMPLES / "data/support.jsonl"))
+    config = write(tmp_path, "exp.yaml", text.replace("data:\n", f"data:\n  formatting: {ref}\n", 1))
+    with pytest.raises(ConfigError) as info:
+        load_experiment_file(config)
+    problem, = info.value.problems
+    assert problem.path == "data.formatting" and problem.hint == hint

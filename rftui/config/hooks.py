@@ -51,6 +51,12 @@ def check_hook_ref(ref: Any, base_dir: Path) -> str | None:
     return None
 
 
+def unfound_hook_hint(ref: Any) -> str:
+    """What to do about a reference check_hook_ref refused: fix its form, or make its module findable."""
+    module = ref.split(":")[0] if isinstance(ref, str) and ref.count(":") == 1 else ""
+    return _not_found_hint(module) if module else f"name a function {HOOK_FORMS}"
+
+
 def _not_found_hint(module: str) -> str:
     if module.endswith(".py"):
         return "name an existing Python file, as path/to/file.py:function, or an importable module, as module:function"
@@ -112,9 +118,7 @@ def resolve_hook(ref: Any, base_dir: Path | str | None = None) -> Callable[..., 
     base = Path(base_dir or ".")
     problem = check_hook_ref(ref, base)
     if problem:
-        module = ref.split(":")[0] if isinstance(ref, str) and ref.count(":") == 1 else ""
-        raise HookError(f"hook `{ref}`: {problem}",
-                        _not_found_hint(module) if module else f"name a function {HOOK_FORMS}")
+        raise HookError(f"hook `{ref}`: {problem}", unfound_hook_hint(ref))
     module_name, func_name = ref.split(":")
     module = _import(module_name, base, ref)
     func = getattr(module, func_name, None)

@@ -9,7 +9,7 @@ import yaml
 
 from rftui.config.expand import expand
 from rftui.config.experiment import DEFAULT_SYSTEM_PROMPT, DEFAULT_WORKDIR, DataSpec, ExperimentSpec
-from rftui.config.hooks import check_hook_ref
+from rftui.config.hooks import check_hook_ref, unfound_hook_hint
 from rftui.config.keymap import check_keymap
 from rftui.config.knobs import (
     TRAINER_TYPES, List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig,
@@ -93,7 +93,7 @@ class _Reader:
             return None
         problem = check_hook_ref(value, self.base_dir)
         if problem:
-            self.add(path, f"hook {value!r} {problem}", "name a function as `module:function` or `file.py:function`")
+            self.add(path, f"hook {value!r} {problem}", unfound_hook_hint(value))
             return None
         return value
 
