@@ -81,6 +81,11 @@ class Experiment:
         interrupted = None
         try:
             events = controller.start()
+            if view is not None:  # `rftui run --no-ui`'s first line: the name run_fit took, and where it lives
+                view.render(events)
+                events = []
+                view.line(f"experiment {spec.name}: {len(controller.runs)} runs, {spec.num_chunks} chunks, "
+                          f"directory {self.exp.root}")
             while not controller.finished:
                 events += controller.step(0.25)
                 if view is not None:

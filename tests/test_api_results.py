@@ -119,3 +119,20 @@ def test_resume_of_a_finished_experiment_says_so_and_starts_nothing(tmp_path, ca
     experiment.resume(quiet=True)
     assert capsys.readouterr().out == ""
     assert set(experiment.get_runs_info()["status"]) == {"completed"}
+
+
+def test_run_fit_first_says_which_experiment_it_created_and_where(tmp_path, capsys, monkeypatch):
+    import rftui.engine.assemble as assemble
+    from engine_helpers import FAKE
+
+    real = assemble.make_controller
+    monkeypatch.setattr(assemble, "make_controller", lambda *a, **k: real(
+        *a, **{**k, "tracking": False, "backend": FAKE, "preload": ("rftui.engine.fake_backend",)}))
+    group = RFGridSearch(configs=RFModelConfig(
+        model_name="rftui/tiny-llama", peft_config=RFLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]),
+        training_args=RFSFTConfig(learning_rate=1e-3, per_device_train_batch_size=4, max_steps=2)), trainer_type="SFT")
+    experiment = Experiment("named", workdir=tmp_path)
+    for name in ("named", "named-2"):  # the second run_fit takes the next free name: the first line says which
+        experiment.run_fit(group, None, ROWS, num_chunks=2)
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.split(" ", 1)[1] == f"experiment {name}: 1 runs, 2 chunks, directory {tmp_path / name}"
