@@ -38,6 +38,14 @@ class Experiment:
         if existing.exists():
             self.exp = existing
 
+    @property
+    def experiment_name(self) -> str:
+        """RapidFire AI's name for `name`: the experiment's actual name (base, base-2, ...)."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, workdir={str(self.workdir)!r})"
+
     # ------------------------------------------------------------------ training
 
     def run_fit(self, config_group: Any, create_model_fn: Callable[[dict], tuple] | None, train_dataset: Any,

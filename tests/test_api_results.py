@@ -136,3 +136,10 @@ def test_run_fit_first_says_which_experiment_it_created_and_where(tmp_path, caps
         experiment.run_fit(group, None, ROWS, num_chunks=2)
         first = capsys.readouterr().out.splitlines()[0]
         assert first.split(" ", 1)[1] == f"experiment {name}: 1 runs, 2 chunks, directory {tmp_path / name}"
+
+
+def test_an_experiment_shows_its_name_and_workdir_and_has_rapidfires_experiment_name(tmp_path):
+    experiment = Experiment("shown", workdir=tmp_path)
+    assert repr(experiment) == f"Experiment('shown', workdir='{tmp_path}')"
+    experiment.name = "shown-2"  # what a second run_fit sets
+    assert experiment.experiment_name == "shown-2" and repr(experiment).startswith("Experiment('shown-2',")
