@@ -21,9 +21,15 @@ OP_ANSWER_SECONDS = 30.0  # how long an op waits for run_fit's training loop to 
 class Experiment:
     """A named experiment in `workdir` (default ./rftui-runs)."""
 
-    def __init__(self, experiment_name: str, mode: str = "fit", workdir: str | Path | None = None):
+    def __init__(self, experiment_name: str, mode: str = "fit", workdir: str | Path | None = None, *,
+                 experiment_path: str | Path | None = None):
         from rftui.config.yaml_config import name_problem  # the config's `name:` rule
 
+        if experiment_path is not None:  # RapidFire AI's name for the directory experiments live in
+            if workdir is not None:
+                raise ConfigError([Problem("experiment_path", "given together with workdir, which names the same "
+                                           "directory", "pass only one of them")])
+            workdir = experiment_path
         if mode != "fit":
             raise ExperimentError(f"mode {mode!r} is not supported; use mode='fit'")
         problem = name_problem(experiment_name, "experiment_name", example='Experiment(experiment_name="chatqa-lite")')

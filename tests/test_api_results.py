@@ -143,3 +143,16 @@ def test_an_experiment_shows_its_name_and_workdir_and_has_rapidfires_experiment_
     assert repr(experiment) == f"Experiment('shown', workdir='{tmp_path}')"
     experiment.name = "shown-2"  # what a second run_fit sets
     assert experiment.experiment_name == "shown-2" and repr(experiment).startswith("Experiment('shown-2',")
+
+
+def test_experiment_path_is_rapidfires_name_for_the_workdir(tmp_path):
+    import pytest
+
+    from rftui.config.problems import ConfigError
+
+    fake_experiment(tmp_path, "there").close()
+    experiment = Experiment("there", mode="fit", experiment_path=str(tmp_path))
+    assert experiment.workdir == tmp_path and list(experiment.get_runs_info()["run_id"]) == ["r1", "r2"]
+    with pytest.raises(ConfigError, match="experiment_path: given together with workdir, which names the same "
+                                          "directory — pass only one of them"):
+        Experiment("there", workdir=tmp_path, experiment_path=tmp_path)
