@@ -183,3 +183,12 @@ def test_trainer_type_is_case_insensitive():
         assert validate_search(group) == []
     assert [str(p) for p in validate_search(RFGridSearch(model(), trainer_type="ppo"))] == [
         "trainer_type: unknown trainer type 'PPO' — use one of: SFT"]
+
+
+def test_searches_show_what_they_hold():
+    lora = RFLoraConfig(r=8)
+    grid = RFGridSearch(configs=[RFModelConfig(model_name="m", peft_config=lora)], trainer_type="sft")
+    assert repr(grid).startswith("RFGridSearch(configs=List([RFModelConfig({'model_name': 'm', ")
+    assert repr(grid).endswith("'peft_config': RFLoraConfig(r=8)})]), trainer_type='SFT')")
+    assert repr(RFRandomSearch(List([1, 2]), "SFT", 3, 7)) == (
+        "RFRandomSearch(configs=List([1, 2]), trainer_type='SFT', num_runs=3, seed=7)")

@@ -154,6 +154,9 @@ class RFGridSearch:
         self.configs = as_choices(configs)
         self.trainer_type = trainer_name(trainer_type)
 
+    def __repr__(self) -> str:
+        return f"RFGridSearch(configs={self.configs!r}, trainer_type={self.trainer_type!r})"
+
 
 class RFRandomSearch:
     """`num_runs` distinct configurations sampled from Lists and Ranges, reproducibly by `seed`.
@@ -166,6 +169,10 @@ class RFRandomSearch:
         self.num_runs = num_runs
         self.seed = seed
         self.trainer_type = trainer_name(trainer_type)
+
+    def __repr__(self) -> str:
+        return (f"RFRandomSearch(configs={self.configs!r}, trainer_type={self.trainer_type!r}, "
+                f"num_runs={self.num_runs!r}, seed={self.seed!r})")
 
 
 def is_knob(value: Any) -> bool:
