@@ -98,8 +98,7 @@ class Experiment:
             if view is not None:  # `rftui run --no-ui`'s first line: the name run_fit took, and where it lives
                 view.render(events)
                 events = []
-                view.line(f"experiment {spec.name}: {len(controller.runs)} runs, {spec.num_chunks} chunks, "
-                          f"directory {self.exp.root}")
+                view.start_line()
             while not controller.finished:
                 events += controller.step(0.25)
                 if view is not None:

@@ -81,6 +81,13 @@ class HeadlessView:
         stamp = time.strftime("%H:%M:%S")
         self._write(f"{stamp} {text}\n")
 
+    def start_line(self) -> None:
+        """The first line: the experiment's name (run_fit may have added -2), its size and where it lives."""
+        ctl = self.ctl
+        runs, chunks = len(ctl.runs), ctl.spec.num_chunks
+        self.line(f"experiment {ctl.spec.name}: {runs} run{'s' * (runs != 1)}, {chunks} chunk{'s' * (chunks != 1)}, "
+                  f"directory {ctl.exp.root}")
+
     def render(self, events: list[Any]) -> None:
         if self.closed:
             return
@@ -207,8 +214,7 @@ def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines
     try:
         view.render(list(first_events or []))
         if not json_lines:
-            view.line(f"experiment {controller.spec.name}: {len(controller.runs)} runs, "
-                      f"{controller.spec.num_chunks} chunks, directory {controller.exp.root}")
+            view.start_line()
         while not controller.finished:
             if interrupted["count"] == 1 and not controller.stopping:
                 controller.begin_shutdown()

@@ -135,7 +135,7 @@ def test_run_fit_first_says_which_experiment_it_created_and_where(tmp_path, caps
     for name in ("named", "named-2"):  # the second run_fit takes the next free name: the first line says which
         experiment.run_fit(group, None, ROWS, num_chunks=2)
         first = capsys.readouterr().out.splitlines()[0]
-        assert first.split(" ", 1)[1] == f"experiment {name}: 1 runs, 2 chunks, directory {tmp_path / name}"
+        assert first.split(" ", 1)[1] == f"experiment {name}: 1 run, 2 chunks, directory {tmp_path / name}"
 
 
 def test_an_experiment_shows_its_name_and_workdir_and_has_rapidfires_experiment_name(tmp_path):
