@@ -116,9 +116,10 @@ class Experiment:
             self.controller = None
         if view is not None:
             view.render(late)
+            view.resume_with = _resume_call(create_model_fn)  # the leaderboard's title says it if interrupted
             view.finish()
             if interrupted is not None:  # what was kept and how to go on, before the KeyboardInterrupt's traceback
-                view.line(f"interrupted: checkpointed; continue with {_resume_call(create_model_fn)}")
+                view.line(f"interrupted: checkpointed; continue with {view.resume_with}")
         if interrupted is not None:
             raise interrupted
 

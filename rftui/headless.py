@@ -47,6 +47,7 @@ class HeadlessView:
 
     def __init__(self, controller: Controller, stream: TextIO, json_lines: bool, tty: bool | None = None):
         self.ctl, self.out, self.json_lines = controller, stream, json_lines
+        self.resume_with: str | None = None  # how the Python API continues; None: the CLI's `rftui resume`
         self.tty = stream.isatty() if tty is None else tty
         self.bar_lines = 0
         self.last_draw = 0.0
@@ -183,7 +184,7 @@ class HeadlessView:
         if self.json_lines or self.closed:
             return
         data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
-        summary = [leaderboard_text(data, failure_reasons(self.ctl.store)), *self._repeated_warnings()]
+        summary = [leaderboard_text(data, failure_reasons(self.ctl.store), self.resume_with), *self._repeated_warnings()]
         self._write("\n" + "\n".join(summary) + "\n")
 
 

@@ -90,8 +90,9 @@ def metric_text(value: Any) -> str:
     return str(value)
 
 
-def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None) -> str:
-    """Runs sorted by eval loss (best first), with status, progress and last metrics."""
+def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None, resume_with: str | None = None) -> str:
+    """Runs sorted by eval loss (best first), with status, progress and last metrics. An interrupted experiment's
+    title says how to continue: `resume_with` (the Python API's call) or else the CLI's `rftui resume`."""
     # A clone without edits has its source's label: the `from` column tells the two rows apart.
     clones = any(run.get("parent") for run in data["runs"])
     header = ["#", "id", "label", *(["from"] if clones else []), "status", "steps", "chunks", *SHOWN_METRICS]
@@ -105,7 +106,8 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     title = f"experiment {data['experiment']} ({data['workdir']})"
     if data.get("status") == "interrupted":
-        title += f" — interrupted: {resume_hint(data['experiment'], data['workdir'])}"
+        title += (f" — interrupted: continue with {resume_with}" if resume_with
+                  else f" — interrupted: {resume_hint(data['experiment'], data['workdir'])}")
     out = [title, line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     for run_id, reason in (reasons or {}).items():

@@ -173,7 +173,7 @@ def test_ctrl_c_in_run_fit_checkpoints_says_how_to_continue_and_raises(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         experiment.run_fit(group, create_model, ROWS, num_chunks=2)
     out = capsys.readouterr().out
-    assert "experiment ctrl-c (" in out and f"interrupted: `rftui resume ctrl-c --workdir {tmp_path}` continues" in out
+    assert "experiment ctrl-c (" in out and "— interrupted: continue with experiment.resume(create_model)\n" in out
     assert out.rstrip().endswith("interrupted: checkpointed; continue with experiment.resume(create_model)")
     info = experiment.get_runs_info()
     assert info["status"].item() in ("waiting", "pending") and info["steps_done"].item() < 200
