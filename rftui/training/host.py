@@ -69,7 +69,7 @@ class TrainingHost:
         self._fail_at = [fail_at] if isinstance(fail_at, dict) else list(fail_at or [])
         self._budget = adapter_budget_bytes
         self._hooks = dict(hooks or {})
-        self._bases = ResidentBases(device, max_bases, self._load, self._evict_base)
+        self._bases = ResidentBases(self.device, max_bases, self._load, self._evict_base)
         self._runs: dict[str, RunState] = {}
         self._recency: OrderedDict[str, None] = OrderedDict()
         self._data = PreparedDataCache()
