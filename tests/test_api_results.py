@@ -12,7 +12,7 @@ from engine_helpers import SAMPLES, drive, fake_experiment
 from rftui import Experiment, RFGridSearch, RFLoraConfig, RFModelConfig, RFSFTConfig
 from rftui.cli import main as cli_main
 from rftui.config.yaml_config import load_experiment_file
-from rftui.engine.controller import FAILURE_TAG
+from rftui.engine.run_mirror import FAILURE_TAG
 
 ROWS = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(8)]
 

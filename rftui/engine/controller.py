@@ -24,12 +24,12 @@ from rftui.engine.messages import (
     DropRun, EvalDone, Preempt, QuantumDone, RunFailed, StepLogged, TrainQuantum, WorkerReady, WorkerWarning,
 )
 from rftui.engine.ops import KNOWN_OPS
+from rftui.engine.run_mirror import close_tracking, mirror_status, replay_metrics, start_tracking
 from rftui.engine.runs import TERMINAL, RunRecord
 from rftui.engine.scheduler import ChunkFairScheduler
 from rftui.engine.store import Store
 
 log = logging.getLogger("rftui.controller")
-FAILURE_TAG = "rftui.failure_reason"  # the MLflow tag holding a failed run's reason
 OPS_POLL_SECONDS = 0.2
 
 
@@ -102,9 +102,9 @@ class Controller:
             self.pool.start()
         out: list[Any] = []
         for rec in self.runs.values():
-            self._start_tracking(rec)
+            start_tracking(self, rec)
             out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
-        self._replay_metrics()
+        replay_metrics(self)
         return out
 
     def add_run(self, rec: RunRecord, out: list[Any]) -> None:
@@ -113,48 +113,8 @@ class Controller:
         if self.store.get_meta("status") == "finished":
             self.store.set_meta("status", "interrupted")
         self._finished_reported = False
-        self._start_tracking(rec)
+        start_tracking(self, rec)
         out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
-
-    def _start_tracking(self, rec: RunRecord) -> None:
-        if self.sink is None:
-            return
-        from rftui.tracking.mlflow_sink import IDENTITY_TAG, flatten_params
-
-        row = self.store.get_run(rec.run_id) or {}
-        tags = {"rftui.run_id": rec.run_id, "rftui.experiment": self.spec.name,
-                "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower(),
-                IDENTITY_TAG: f"{self.spec.name}/{rec.run_id}/{row.get('created_at', 0):.6f}"}
-        params = flatten_params(dict(rec.spec.knobs))
-        params.setdefault("seed", str(int(rec.spec.training.get("seed", self.spec.seed))))  # the one trained with
-        mlflow_id = self.sink.start_run(rec.run_id, label=f"{rec.run_id} {rec.spec.label}",
-                                        params=params, tags=tags,
-                                        mlflow_run_id=row.get("mlflow_run_id"))
-        if mlflow_id and mlflow_id != row.get("mlflow_run_id"):
-            self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
-        if rec.status == "completed":
-            self.sink.set_status(rec.run_id, "FINISHED")
-        elif rec.status == "pending":  # MLflow creates a run RUNNING; this one has not started
-            self.sink.set_status(rec.run_id, "SCHEDULED")
-        elif rec.status == "failed":  # e.g. its formatting function failed when the experiment was created
-            if rec.reason:
-                self.sink.set_tags(rec.run_id, {FAILURE_TAG: rec.reason})
-            self.sink.set_status(rec.run_id, "FAILED")
-
-    def _replay_metrics(self) -> None:
-        """On resume, offer MLflow every point state.db holds: points still waiting in the sink's batch when the
-        last controller was killed never reached MLflow. The sink skips those MLflow already has."""
-        if self.sink is None:
-            return
-        by_step: dict[tuple[str, int], tuple[dict[str, float], float | None]] = {}
-        for point in self.store.all_metrics():
-            rec = self.runs.get(point["run_id"])
-            if rec is None or rec.status == "deleted":
-                continue
-            metrics, _ = by_step.setdefault((point["run_id"], point["step"]), ({}, point["wall_time"]))
-            metrics[point["name"]] = point["value"]
-        for (run_id, step), (metrics, wall_time) in sorted(by_step.items()):
-            self.sink.log_metrics(run_id, step, metrics, int(wall_time * 1000) if wall_time else None)
 
     @property
     def finished(self) -> bool:
@@ -181,18 +141,7 @@ class Controller:
             for worker_id, event in self.pool.shutdown():
                 self._on_worker_event(worker_id, event)
             self._flush_points()
-        if self.sink is not None:
-            if status == "interrupted":  # no process trains them now: RUNNING would stay in MLflow for good
-                for rec in self.runs.values():
-                    if rec.status in ("running", "waiting"):
-                        self.sink.set_status(rec.run_id, "KILLED")
-            self.sink.flush()
-            for rec in self.runs.values():  # a slow tracking start may have finished in the background
-                known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
-                mlflow_id = self.sink.mlflow_run_id(rec.run_id)
-                if mlflow_id and not known:
-                    self.store.update_run(rec.run_id, mlflow_run_id=mlflow_id)
-            self.sink.close()
+        close_tracking(self, status)
         late: list[Any] = []
         while self._warnings:  # e.g. MLflow's, while closing: the front end shows them after close, a watcher too
             late.append(self._warning(self._warnings.popleft()))
@@ -268,16 +217,7 @@ class Controller:
         self.store.update_run(rec.run_id, **rec.store_fields())
         if changed:
             out.append(ev.RunStatusChanged(rec.run_id, status, reason))
-            if self.sink is not None:
-                mlflow_status = {"running": "RUNNING", "waiting": "RUNNING", "completed": "FINISHED", "stopped": "KILLED",
-                                 "failed": "FAILED"}.get(status)
-                if status == "waiting" and self.pool is None:  # resumed by `rftui ctl` with no process to train
-                    mlflow_status = None  # it: it stays KILLED until `rftui resume` trains it (then RUNNING)
-                if mlflow_status:
-                    known = (self.store.get_run(rec.run_id) or {}).get("mlflow_run_id")
-                    if status == "failed" and reason:
-                        self.sink.set_tags(rec.run_id, {FAILURE_TAG: reason}, mlflow_run_id=known)
-                    self.sink.set_status(rec.run_id, mlflow_status, mlflow_run_id=known)
+            mirror_status(self, rec, status, reason)
 
     # ------------------------------------------------------------------ worker events
 
