@@ -119,7 +119,64 @@ def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Probl
     if fields["peft_config"] is not None:
         problems += _check_args("lora", fields["peft_config"], f"{path}.peft_config", allow_range)
     problems += _check_args("generation", fields["generation_config"], f"{path}.generation_config", allow_range)
+    dtype_key = "dtype" if isinstance(fields["model_kwargs"], dict) and "dtype" in fields["model_kwargs"] else "torch_dtype"
+    for args_path, args in _training_choices(fields["training_args"], f"{path}.training_args"):
+        found = half_precision_problem(f"{args_path}.fp16", args.get("fp16"), fields["peft_config"],
+                                       fields["model_kwargs"], f"model_kwargs={{'{dtype_key}': 'float32'}}",
+                                       "peft_config=RFLoraConfig(...)")
+        problems += [found] if found else []
     return problems
+
+
+def _choices(value: Any) -> list[Any]:
+    """The plain values a knob can take (a Range only ever gives numbers, which no check below reads)."""
+    if isinstance(value, List):
+        return [v for choice in value.values for v in _choices(choice)]
+    return [] if isinstance(value, Range) else [value]
+
+
+def _half_weights_trained(peft: Any) -> str | None:
+    """What, on a model loaded in float16, trains float16 weights: full fine-tuning, or LoRA's modules_to_save
+    (PEFT casts the adapters themselves to float32, but a saved module's trainable copy keeps the base's dtype)."""
+    choices = _choices(peft)
+    if any(choice is None for choice in choices):
+        return "full fine-tuning"
+    for choice in choices:
+        kwargs = choice.kwargs if isinstance(choice, _ArgsConfig) else choice
+        if isinstance(kwargs, dict) and any(_choices(kwargs.get("modules_to_save"))):
+            return "LoRA modules_to_save"
+    return None
+
+
+def half_precision_problem(path: str, fp16: Any, peft: Any, model_kwargs: Any, float32_example: str,
+                           lora_example: str) -> Problem | None:
+    """fp16 on a model loaded in float16 whose float16 weights are trained fails on a GPU at the first optimizer
+    step (torch's GradScaler refuses float16 gradients; HF Trainer fails the same way): said when the config is
+    read instead. `fp16` and `peft` may be knobs (any choice that combines counts); `float32_example` and
+    `lora_example` are the fixes as the user would write them."""
+    from rftui.training.model_loading import model_dtype_name
+
+    if not any(v is True for v in _choices(fp16)) or model_dtype_name(model_kwargs) != "float16":
+        return None
+    what = _half_weights_trained(peft)
+    if what is None:
+        return None
+    other = f"train LoRA adapters instead ({lora_example})" if what == "full fine-tuning" else "leave out modules_to_save"
+    return Problem(path, f"fp16 cannot train a model loaded in float16 with {what}: the optimizer would update "
+                         "float16 weights, whose gradients fp16 mixed precision refuses (\"Attempting to unscale FP16 "
+                         "gradients\"), so the run would fail at its first optimizer step on a GPU",
+                   f"load the model in float32 ({float32_example}; fp16 autocast still computes in half "
+                   f"precision and keeps float32 master weights), use bf16 instead of fp16 where the GPU supports "
+                   f"it, or {other}")
+
+
+def _training_choices(args: Any, path: str) -> list[tuple[str, dict]]:
+    """(path, kwargs) of each training-arguments choice of a config."""
+    if isinstance(args, List):
+        return [found for i, choice in enumerate(args.values) for found in _training_choices(choice, f"{path}[{i}]")]
+    if isinstance(args, _ArgsConfig):
+        args = args.kwargs
+    return [(path, args)] if isinstance(args, dict) else []
 
 
 def validate_search(group: Any) -> list[Problem]:

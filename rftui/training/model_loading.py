@@ -70,6 +70,18 @@ def dtype_problem(model_kwargs: object) -> tuple[str, str] | None:
     return None
 
 
+def model_dtype_name(model_kwargs: object) -> str | None:
+    """The dtype model kwargs load the model in: "float32", "float16", "bfloat16", "auto", or None when unset or
+    not one the loader knows. `dtype` wins over `torch_dtype`, as in `_translate_model_kwargs`. No torch import."""
+    if not isinstance(model_kwargs, dict):
+        return None
+    value = model_kwargs.get("dtype", model_kwargs.get("torch_dtype"))
+    if value is None:
+        return None
+    name = str(value).lower().removeprefix("torch.")  # a torch dtype object reads "torch.float16"
+    return "auto" if name == "auto" else _DTYPE_NAMES.get(name)
+
+
 def _translate_model_kwargs(model_kwargs: dict | None) -> dict:
     """Adapt user `from_pretrained` kwargs to this worker: what cannot apply without CUDA is dropped (a CPU worker
     sees no GPU, see engine/worker.py), and on CUDA a `device_map` means the worker's one GPU."""
