@@ -407,3 +407,21 @@ async def test_command_palette_provider_lists_ops_for_every_run(tmp_path):
         hits[0].command()
         await pilot.pause()
     assert source.ops_sent == [("stop", "r3", {})]
+
+
+async def test_every_help_row_can_be_reached_at_80x24(tmp_path):
+    """The keys do not fit at 80x24: the help box scrolls to its last row (it was cut off, quit and
+    the palette among the rows no key could reach)."""
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert "rftui keys" in screen_text(app)
+        await pilot.press("end")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "command palette: every op for every run" in shown, shown
+        assert "Quit: stop and checkpoint" in shown
+        await pilot.press("escape")
+        assert app.screen is app.main

@@ -5,7 +5,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -16,11 +16,11 @@ INTRO = ("Keys act on the selected run (arrows move the selection; click a row o
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 76; max-width: 95%; height: auto; max-height: 90%;
-                            border: thick $primary; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 76; max-width: 95%; height: auto; max-height: 90%;
+                                  border: thick $primary; background: $surface; padding: 0 1; }
     HelpScreen #title { text-style: bold; color: $primary; width: 1fr; }
     HelpScreen #intro { color: $foreground-muted; width: 1fr; margin-bottom: 1; }
-    HelpScreen VerticalScroll { height: auto; max-height: 30; }
+    HelpScreen #keys { height: auto; }
     """
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help-close")]
 
@@ -36,11 +36,13 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="dim", no_wrap=True)
         for key, description, binding_id in self.keys:
             table.add_row(Text(key), Text(description), Text(binding_id))
-        with Vertical():
+        # One scrolling box, sized by the screen: at 80x24 the keys do not fit, and a scroll area
+        # inside an auto-height box was cut by the box's own limit instead of scrolling (the last
+        # keys, quit among them, could not be reached).
+        with VerticalScroll(id="help"):
             yield Label("rftui keys", id="title")
             yield Static(INTRO, id="intro")
-            with VerticalScroll():
-                yield Static(table, id="keys")
+            yield Static(table, id="keys")
 
     def action_close(self) -> None:
         self.dismiss(None)
