@@ -153,6 +153,8 @@ def flatten_knobs(config: dict[str, Any]) -> dict[str, Any]:
         flat["tokenizer"] = config["tokenizer"]
     for key, value in _plain(config.get("model_kwargs") or {}).items():
         flat[f"model_kwargs.{key}"] = value
+    for key, value in _plain(config.get("tokenizer_kwargs") or {}).items():
+        flat[f"tokenizer_kwargs.{key}"] = value
     for key, value in _plain(config.get("training_args") or {}).items():
         flat[key] = value
     peft = config.get("peft_config")
@@ -252,6 +254,7 @@ def run_spec(run_id: str, label: str, config: dict[str, Any], knobs: dict[str, A
         model_type=config.get("model_type") or "causal_lm",
         model_kwargs=_plain(config.get("model_kwargs") or {}),
         tokenizer=config.get("tokenizer"),
+        tokenizer_kwargs=_plain(config.get("tokenizer_kwargs") or {}),
         training=_plain(config.get("training_args") or {}),
         lora=None if peft is None else _plain(peft),
         generation=_plain(config.get("generation_config") or {}),

@@ -96,7 +96,7 @@ class RFSFTConfig(_ArgsConfig):
 MODEL_FIELDS = (
     # Expansion order: earlier fields vary slowest. Training arguments before LoRA configs
     # reproduces the cookbook's run order (r=8 lr=1e-3, r=32 lr=1e-3, r=8 lr=1e-4, ...).
-    "model_name", "tokenizer", "model_type", "model_kwargs", "formatting_func",
+    "model_name", "tokenizer", "tokenizer_kwargs", "model_type", "model_kwargs", "formatting_func",
     "compute_metrics", "generation_config", "training_args", "peft_config",
 )
 
@@ -115,10 +115,13 @@ class RFModelConfig:
         formatting_func: Any = None,
         compute_metrics: Any = None,
         generation_config: Any = None,
+        tokenizer_kwargs: Any = None,
     ):
         self.fields: dict[str, Any] = {
             "model_name": model_name,
             "tokenizer": tokenizer,
+            # AutoTokenizer.from_pretrained keyword arguments, as RapidFire AI's RFModelConfig takes them
+            "tokenizer_kwargs": {} if tokenizer_kwargs is None else tokenizer_kwargs,
             "model_type": model_type,
             "model_kwargs": {} if model_kwargs is None else model_kwargs,
             "formatting_func": formatting_func,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from rftui.tracking.redact import MASK
 
 
 def hook_name(hook: Any) -> str | None:
@@ -33,6 +34,7 @@ class RunSpec:
     model_type: str = "causal_lm"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     tokenizer: str | None = None
+    tokenizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
     generation: Mapping[str, Any] = field(default_factory=dict)
     formatting_func: Any = None
     compute_metrics: Any = None
@@ -47,6 +49,7 @@ class RunSpec:
             "model_type": self.model_type,
             "model_kwargs": dict(self.model_kwargs),
             "tokenizer": self.tokenizer,
+            "tokenizer_kwargs": dict(self.tokenizer_kwargs),
             "training": dict(self.training),
             "lora": None if self.lora is None else dict(self.lora),
             "generation": dict(self.generation),
@@ -64,6 +67,8 @@ class RunSpec:
             model_type=data.get("model_type", "causal_lm"),
             model_kwargs=dict(data.get("model_kwargs") or {}),
             tokenizer=data.get("tokenizer"),
+            # A secret stored masked (a token) is left out: the library reads it from the environment (HF_TOKEN)
+            tokenizer_kwargs={k: v for k, v in dict(data.get("tokenizer_kwargs") or {}).items() if v != MASK},
             training=dict(data["training"]),
             lora=None if data.get("lora") is None else dict(data["lora"]),
             generation=dict(data.get("generation") or {}),

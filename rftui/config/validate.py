@@ -88,6 +88,18 @@ def _check_args(section: str, args: Any, path: str, allow_range: bool) -> list[P
     return problems
 
 
+def tokenizer_kwargs_problems(kwargs: Any, path: str, example: str) -> list[Problem]:
+    """Tokenizer kwargs go to `AutoTokenizer.from_pretrained(**kwargs)` and are stored with the experiment."""
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        got = f"got {type(kwargs).__name__} {kwargs!r}" if not isinstance(kwargs, dict) else "got a key that is not text"
+        return [Problem(path, f"must be a dict of AutoTokenizer.from_pretrained keyword arguments, {got}", example)]
+    from rftui.training.model_loading import unportable_kwargs
+
+    return [Problem(f"{path}.{key}", f"a value of type {type(kwargs[key]).__name__} cannot be stored with the "
+                    "experiment (a resume reads it back)", "give plain values: strings, numbers, lists and dicts")
+            for key in unportable_kwargs(kwargs)]
+
+
 def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Problem]:
     if isinstance(config, List):
         problems = []
@@ -115,6 +127,8 @@ def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Probl
             problems.append(Problem(f"{path}.model_kwargs.{key}", f"a value of type {type(fields['model_kwargs'][key]).__name__} "
                                     "cannot be stored with the experiment (a resume reads it back)",
                                     "give plain values: strings, numbers, lists and dicts"))
+    problems += tokenizer_kwargs_problems(fields["tokenizer_kwargs"], f"{path}.tokenizer_kwargs",
+                                          "e.g. tokenizer_kwargs={'use_fast': True}")
     problems += _check_args("training", fields["training_args"], f"{path}.training_args", allow_range)
     if fields["peft_config"] is not None:
         problems += _check_args("lora", fields["peft_config"], f"{path}.peft_config", allow_range)

@@ -17,12 +17,12 @@ from rftui.config.knobs import (
 )
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.rules import coerce, did_you_mean, known_args
-from rftui.config.validate import check_value, half_precision_problem
+from rftui.config.validate import check_value, half_precision_problem, tokenizer_kwargs_problems
 from rftui.config.yaml_lines import duplicate_keys, line_map, line_of
 
 TOP_KEYS = ("name", "description", "trainer", "num_chunks", "seed", "model", "data", "training", "lora",
             "generation", "eval", "grid", "random", "workdir", "tracking_uri", "ui")
-MODEL_KEYS = ("name", "type", "kwargs", "tokenizer", "create")
+MODEL_KEYS = ("name", "type", "kwargs", "tokenizer", "tokenizer_kwargs", "create")
 DATA_KEYS = ("train", "eval", "formatting", "system_prompt", "prompt_field", "completion_field")
 SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
 EVAL_KEYS = ("metrics", "num_samples")
@@ -247,6 +247,9 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     model = r.mapping(raw_model, "model", MODEL_KEYS, required=("name",) if "model" in top else ())
     if model.get("kwargs") is not None and not isinstance(model["kwargs"], dict):
         r.add("model.kwargs", "expected a mapping", "e.g. kwargs: {torch_dtype: auto}")
+    if model.get("tokenizer_kwargs") is not None:
+        r.extend(tokenizer_kwargs_problems(model["tokenizer_kwargs"], "model.tokenizer_kwargs",
+                                           "e.g. tokenizer_kwargs: {use_fast: true}"))
     _check_model(r, model)
     data = r.mapping(top.get("data"), "data", DATA_KEYS, required=("train",) if "data" in top else ())
     train_src = r.source(data.get("train"), "data.train")
@@ -284,6 +287,7 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
         peft = None
     config = RFModelConfig(
         model_name=space.get("model_name", model["name"]), tokenizer=model.get("tokenizer"),
+        tokenizer_kwargs=model.get("tokenizer_kwargs") or {},
         model_type=model.get("type", "causal_lm"), model_kwargs=model.get("kwargs") or {},
         formatting_func=formatting, compute_metrics=metrics,
         generation_config={**generation, **space.get("generation", {})},

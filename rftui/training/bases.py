@@ -1,5 +1,6 @@
 """Resident base models of a worker: loaded once through the user's create_model hook or the model loader, kept
-in an LRU of whole bases keyed by (model_name, model_kwargs, tokenizer)."""
+in an LRU of whole bases keyed by (model_name, model_kwargs, tokenizer, tokenizer_kwargs): the tokenizer is part of
+what is resident, and runs whose tokenizers differ must not share one."""
 from __future__ import annotations
 
 import gc
@@ -29,20 +30,24 @@ class ResidentBase:
     runs: set[str] = field(default_factory=set)
 
 
-def default_loader(name: str, model_kwargs: dict | None = None, tokenizer_name: str | None = None):
+def default_loader(name: str, model_kwargs: dict | None = None, tokenizer_name: str | None = None,
+                   tokenizer_kwargs: dict | None = None):
     from rftui.training.model_loading import load_model_and_tokenizer
 
-    return load_model_and_tokenizer(name, model_kwargs=model_kwargs, tokenizer_name=tokenizer_name)
+    return load_model_and_tokenizer(name, model_kwargs=model_kwargs, tokenizer_name=tokenizer_name,
+                                    tokenizer_kwargs=tokenizer_kwargs)
 
 
 def base_key(spec: RunSpec) -> tuple:
-    return (spec.model_name, json.dumps(dict(spec.model_kwargs), sort_keys=True, default=str), spec.tokenizer)
+    return (spec.model_name, json.dumps(dict(spec.model_kwargs), sort_keys=True, default=str), spec.tokenizer,
+            json.dumps(dict(spec.tokenizer_kwargs), sort_keys=True, default=str))
 
 
 def load_model(spec: RunSpec, *, loader: ModelLoader, create_model: Any = None,
                hooks: Mapping[str, Callable] | None = None, hooks_base_dir: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for `spec`: the RapidFire-style `create_model(model_config)` hook when given, else
-    `loader(name, model_kwargs=..., tokenizer_name=...)`. Failures raise ModelLoadError naming the hook."""
+    `loader(name, model_kwargs=..., tokenizer_name=...)`, plus `tokenizer_kwargs=...` when the run has any (a loader
+    written before them keeps working). Failures raise ModelLoadError naming the hook."""
     if create_model is not None:
         label = f"create_model hook {hook_name(create_model)}"
         from rftui.training.builtin_model import resolve_model_path
@@ -50,15 +55,19 @@ def load_model(spec: RunSpec, *, loader: ModelLoader, create_model: Any = None,
         # A built-in name resolves to its cached local directory, so the user's own
         # `from_pretrained(model_config["model_name"])` works offline.
         model_config = {"model_name": resolve_model_path(spec.model_name), "model_type": spec.model_type,
-                        "model_kwargs": dict(spec.model_kwargs), "tokenizer": spec.tokenizer}
+                        "model_kwargs": dict(spec.model_kwargs), "tokenizer": spec.tokenizer,
+                        "tokenizer_kwargs": dict(spec.tokenizer_kwargs)}
 
         def call():
             return resolve_hook(create_model, hooks, base_dir=hooks_base_dir)(model_config)
     else:
         label = f"model loader {hook_name(loader)}"
 
+        extra = {"tokenizer_kwargs": dict(spec.tokenizer_kwargs)} if spec.tokenizer_kwargs else {}
+
         def call():
-            return loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None, tokenizer_name=spec.tokenizer)
+            return loader(spec.model_name, model_kwargs=dict(spec.model_kwargs) or None, tokenizer_name=spec.tokenizer,
+                          **extra)
     try:
         result = call()
     except RftuiError:

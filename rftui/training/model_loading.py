@@ -244,11 +244,13 @@ def load_model_and_tokenizer(
     name: str,
     model_kwargs: dict | None = None,
     tokenizer_name: str | None = None,
+    tokenizer_kwargs: dict | None = None,
 ):
     """Load `(model, tokenizer)` for a built-in name, a Hugging Face id or a local directory.
 
     `model_kwargs` go to `AutoModelForCausalLM.from_pretrained`, minus what cannot apply on this
-    machine (see `_translate_model_kwargs`). The tokenizer always has a pad token (the eos token when
+    machine (see `_translate_model_kwargs`); `tokenizer_kwargs` go to `AutoTokenizer.from_pretrained`,
+    over what it shares with the model's (trust_remote_code, revision, token, ...). The tokenizer always has a pad token (the eos token when
     it had none). Raises `ModelLoadError` naming the model and the fixes when it is neither cached
     nor reachable.
     """
@@ -264,6 +266,7 @@ def load_model_and_tokenizer(
         for k in ("trust_remote_code", "revision", "cache_dir", "token", "local_files_only")
         if k in kwargs and not (tokenizer_name and k == "revision")
     }
+    tok_kwargs.update(tokenizer_kwargs or {})
 
     with quiet_loading():
         model = _from_pretrained(AutoModelForCausalLM, name, resolve_model_path(name), "model", kwargs)
