@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rftui.errors import ModelLoadError
+from rftui.training import builtin_tokenizer
 
 TINY_LLAMA = "rftui/tiny-llama"
 BUILTIN_MODELS: tuple[str, ...] = (TINY_LLAMA,)
@@ -43,28 +44,10 @@ SYSTEM_PROMPT = (
     "Please answer the user's query to the best of your ability."
 )
 
-PAD_TOKEN = "<|pad|>"
-END_TOKEN = "<|end|>"
-SYSTEM_TOKEN = "<|system|>"
-USER_TOKEN = "<|user|>"
-ASSISTANT_TOKEN = "<|assistant|>"
-SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, END_TOKEN, SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN)
+PAD_TOKEN, SPECIAL_TOKENS = builtin_tokenizer.PAD_TOKEN, builtin_tokenizer.SPECIAL_TOKENS  # used by loaders, tests
+CHAT_TEMPLATE = builtin_tokenizer.CHAT_TEMPLATE
+_render = builtin_tokenizer.render_chat
 
-# One line, so no stray whitespace can end up in the rendering.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
-    "{{- raise_exception('rftui/tiny-llama chat template: unsupported role ' + message['role']) -}}"
-    "{%- endif -%}"
-    "{{- '<|' + message['role'] + '|>\\n' -}}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{%- generation -%}{{- message['content'] + '<|end|>' -}}{%- endgeneration -%}"
-    "{%- else -%}"
-    "{{- message['content'] + '<|end|>' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- endif -%}"
-)
 
 # Everything that determines the built artefact. Bump BUILD_VERSION when the build code changes.
 BUILD_VERSION = 1
@@ -230,76 +213,6 @@ def _corpus_rows(corpus: bytes) -> list[tuple[str, str]]:
     return rows
 
 
-def _render(system: str, user: str, assistant: str | None) -> str:
-    """The chat template, in Python (kept identical to CHAT_TEMPLATE; the tests check they agree)."""
-    text = f"{SYSTEM_TOKEN}\n{system}{END_TOKEN}{USER_TOKEN}\n{user}{END_TOKEN}{ASSISTANT_TOKEN}\n"
-    if assistant is not None:
-        text += f"{assistant}{END_TOKEN}"
-    return text
-
-
-def _train_tokenizer(texts: list[str]):
-    """A byte-level BPE tokenizer (the `tokenizers` object) trained on `texts`."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            # a newline is always its own token, so "<|assistant|>\n" never merges with the content after it
-            pre_tokenizers.Split(Regex("\n"), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=RECIPE["vocab_size"],
-        min_frequency=RECIPE["min_frequency"],
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    return tok
-
-
-def _wrap_tokenizer(backend):
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token=PAD_TOKEN,
-        eos_token=END_TOKEN,
-        bos_token=None,
-        unk_token=None,
-        additional_special_tokens=[SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN],
-        model_max_length=RECIPE["max_position_embeddings"],
-        padding_side="right",
-        clean_up_tokenization_spaces=False,
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-@contextlib.contextmanager
-def _tokenizers_serial():
-    """Keep the `tokenizers` library off its thread pool while building.
-
-    Once it has used parallelism, a later fork (worker processes) makes it print a warning to
-    stderr and disable itself; building serially keeps the process fork-clean. The result is the
-    same either way (the build is deterministic).
-    """
-    var = "TOKENIZERS_PARALLELISM"
-    old = os.environ.get(var)
-    os.environ[var] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
-
-
 def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
     import torch
 
@@ -309,9 +222,10 @@ def _build(out_dir: Path, corpus: bytes, report: Callable[[str], None]) -> None:
     texts = [_render(system, q, a) for q, a in rows]
 
     report(f"training tokenizer on {len(rows)} corpus rows")
-    with _tokenizers_serial():
-        backend = _train_tokenizer([t for q, a in rows for t in (q, a)] + [system])
-        tokenizer = _wrap_tokenizer(backend)
+    with builtin_tokenizer.tokenizers_serial():
+        backend = builtin_tokenizer.train_tokenizer([t for q, a in rows for t in (q, a)] + [system],
+                                                    RECIPE["vocab_size"], RECIPE["min_frequency"])
+        tokenizer = builtin_tokenizer.wrap_tokenizer(backend, RECIPE["max_position_embeddings"])
         ids = [backend.encode(text).ids for text in texts]
 
     prev_threads = torch.get_num_threads()
