@@ -195,3 +195,35 @@ async def test_a_status_change_reaches_the_table_between_paced_redraws(tmp_path)
         source.push(Batch(events=[ev.RunStatusChanged("r3", "failed", "boom")]))
         assert before != "failed"
         assert await _cell_becomes(pilot, table, "r3", "status", "failed")
+
+
+@pytest.mark.anyio
+async def test_a_new_run_and_a_failure_s_reason_show_between_paced_redraws(tmp_path):
+    """Runs that appear (the experiment's first batch, a clone from `rftui ctl`) get their rows, and a
+    failed run's reason its event log line, without waiting for the pacer: at start-up, with the
+    CPU busy loading workers, the table stayed empty for seconds."""
+    from dataclasses import replace
+
+    from ui_helpers import settle
+
+    from rftui.engine import events as ev
+    from rftui.ui.model import Batch
+    from rftui.ui.runs_table import RunsTable
+
+    app, source = await _paced_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot, app)
+        app.main.pacer = StubPacer(False)
+        table = app.main.query_one(RunsTable)
+        log = app.main.query_one("#log")
+        new = replace(app.model.runs["r1"], run_id="r9", label="lr=9e-4", status="pending", last={})
+        source.push(Batch(runs=list(app.model.runs.values()) + [new]))
+        for _ in range(20):  # the bridge posts it within a tick or two
+            await pilot.pause(0.05)
+            if "r9" in {row.key.value for row in table.ordered_rows}:
+                break
+        assert table.get_cell("r9", "status").plain == "pending"
+        source.push(Batch(events=[ev.RunStatusChanged("r3", "failed", "HookError: metrics hook raised")]))
+        assert await _cell_becomes(pilot, table, "r3", "status", "failed")
+        written = [line.text for _, line in log.lines_written]
+        assert "r3 failed: HookError: metrics hook raised" in written, written

@@ -146,10 +146,15 @@ class MainScreen(Screen[None]):
             self.flush()
             return
         self._refresh_status()  # one line, redrawn only when its text changes
-        if self._dirty_statuses:  # a run started or stopped: its row agrees with the status bar now
-            self.query_one(RunsTable).sync(self.model, self._dirty_statuses, False)
-            self._dirty_runs -= self._dirty_statuses
-            self._dirty_statuses = set()
+        if self._dirty_statuses or self._columns:
+            # A run started, stopped, failed or was added: its row agrees with the status bar now (at
+            # start-up the table stayed empty for seconds while the pacer waited), and the event log
+            # line saying why (a failure's reason) comes with it.
+            self.query_one(RunsTable).sync(self.model, self._dirty_statuses, self._columns)
+            self._dirty_runs = set() if self._columns else self._dirty_runs - self._dirty_statuses
+            self._dirty_statuses, self._columns = set(), False
+            self._keep_selection()
+            self.query_one(EventLog).flush()
 
     def redraw_eagerly(self, seconds: float = EAGER_SECONDS) -> None:
         """An op was answered: show its effects (they arrive in the next batches) at full rate."""
@@ -169,12 +174,15 @@ class MainScreen(Screen[None]):
             if self._table_all or self._columns or table_due or self._dirty_statuses:
                 table.sync(self.model, self._dirty_runs, self._columns, force=self._table_all)
                 self._dirty_runs, self._dirty_statuses, self._table_at = set(), set(), now
-                if self.selected is None or self.selected not in {r.run_id for r in self.model.visible_runs()}:
-                    self.selected = table.selected_run
+                self._keep_selection()
             self._draw_charts(self._dirty_series, everything=self._all)
             self._refresh_status()
         self._dirty_series = set()
         self._columns = self._all = self._table_all = self._status = False
+
+    def _keep_selection(self) -> None:
+        if self.selected is None or self.selected not in {r.run_id for r in self.model.visible_runs()}:
+            self.selected = self.query_one(RunsTable).selected_run
 
     def _ordered_runs(self) -> list[str]:
         table = self.query_one(RunsTable)
