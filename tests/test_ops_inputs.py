@@ -272,3 +272,15 @@ def test_resuming_a_failed_run_gives_its_reason_so_every_front_end_can_show_it(t
         "run r1 is failed; only stopped runs can be resumed; clone it to try again (it failed: CUDA out of memory)")
     long = ctl.apply_op("resume", "r2", {}, "ctl", []).reason
     assert long.endswith(f"(it failed: {'x' * 159}…)")
+
+
+def test_a_clone_edit_turning_on_fp16_for_a_float16_full_fine_tuning_run_is_refused(tmp_path):
+    ctl = fake_pool_controller(tmp_path)
+    rec = ctl.runs["r1"]
+    rec.spec = replace(rec.spec, lora=None, model_kwargs={"torch_dtype": "float16"})
+    result = ctl.apply_op("clone", "r1", {"edits": {"fp16": True}}, "ctl", [])
+    assert result.status == "refused"
+    assert result.reason.startswith("bad edit: fp16 cannot train a model loaded in float16 with full fine-tuning")
+    assert result.reason.endswith("; leave fp16 off or use bf16 where the GPU supports it")
+    assert "r3" not in ctl.runs
+    assert ctl.apply_op("clone", "r1", {"edits": {"bf16": True}}, "ctl", []).status == "applied"

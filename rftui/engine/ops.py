@@ -237,7 +237,7 @@ def _clone(ctl, rec, args, out) -> Result:
     import shutil
 
     from rftui.config.experiment import total_steps
-    from rftui.config.validate import validate_knobs
+    from rftui.config.validate import half_precision_problem, validate_knobs
     from rftui.engine.runs import RunRecord
 
     warm = bool(args.get("warm_start") or args.get("warm"))
@@ -260,6 +260,9 @@ def _clone(ctl, rec, args, out) -> Result:
             return "refused", warm_fixed_reason(fixed, f"run {rec.run_id}"), None
     new_id = f"r{max((int(r.run_id[1:]) for r in ctl.runs.values() if r.run_id[1:].isdigit()), default=0) + 1}"
     spec = edited_spec(rec.spec, edits, new_id)
+    half = half_precision_problem("fp16", spec.training.get("fp16"), spec.lora, spec.model_kwargs, "", "")
+    if half is not None:  # a clone keeps its source's model dtype: only the edit can give way
+        return "refused", f"bad edit: {half.message}; leave fp16 off or use bf16 where the GPU supports it", None
     total = total_steps(spec.training, ctl.store.get_meta("train_rows"))
     steps_done = rec.steps_done if warm else 0
     if total is None:
