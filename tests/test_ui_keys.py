@@ -98,6 +98,27 @@ async def test_the_no_checkpoint_refusal_names_the_clone_key_as_remapped(tmp_pat
             "r2 has no checkpoint yet to warm-start from: wait for its first chunk, or clone without warm start (k)"]
 
 
+@pytest.mark.parametrize("status, expected", [
+    ("failed", "r2 failed before its first checkpoint: there is nothing to warm-start from; "
+               "clone without warm start (c)"),
+    ("stopped", "r2 was stopped before its first checkpoint: resume it (r) and wait for its first chunk, "
+                "or clone without warm start (c)"),
+])
+async def test_the_no_checkpoint_refusal_of_a_run_that_no_longer_trains_does_not_say_wait(tmp_path, status, expected):
+    """A failed or stopped run gets no first chunk by waiting: the refusal says what would give it one."""
+    from rftui.ui.model import Batch
+
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        source.push(Batch(events=[ev.RunStatusChanged("r2", status, None)]))
+        await settle(pilot, app, until=lambda: app.model.runs["r2"].status == status)
+        await pilot.press("down", "w")
+        await pilot.pause()
+        assert not isinstance(app.screen, CloneDialog)
+        assert [n.message for n in app._notifications] == [expected]
+
+
 async def submit_clone_edit(pilot, app, old: str, new: str) -> None:
     """Open the clone dialog on the selected run, replace `old` with `new` in its YAML and submit."""
     await pilot.press("c")

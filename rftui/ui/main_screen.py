@@ -25,7 +25,7 @@ from rftui.ui.confirm import ConfirmDialog
 from rftui.ui.details import DetailsScreen
 from rftui.ui.event_log import EventLog
 from rftui.ui.footer import KeysFooter
-from rftui.ui.model import METRICS, Batch, Changes, ExperimentModel, LogLine
+from rftui.ui.model import ACTIVE, METRICS, Batch, Changes, ExperimentModel, LogLine
 from rftui.ui.pacing import RedrawPacer
 from rftui.ui.runs_table import RunsTable
 from rftui.ui.status_bar import StatusBar
@@ -294,8 +294,7 @@ class MainScreen(Screen[None]):
             return
         if warm and not self.model.runs[target].checkpointed:
             # The engine would refuse it; say so before the user edits anything.
-            self.app.notify(f"{target} has no checkpoint yet to warm-start from: wait for its first chunk, "
-                            f"or clone without warm start ({self.app.key_shown('clone')})", title="warm start", severity="warning", timeout=6)
+            self.app.notify(self._no_checkpoint_text(target), title="warm start", severity="warning", timeout=6)
             return
 
         def submit(edits: dict | None) -> None:
@@ -303,6 +302,18 @@ class MainScreen(Screen[None]):
                 self.app.send_op("clone", target, {"edits": edits, "warm_start": warm})
 
         self.app.push_screen(CloneDialog(self.model.runs[target], warm), submit)
+
+    def _no_checkpoint_text(self, run_id: str) -> str:
+        """Why a warm start is refused, and what to do: only a run that still trains gets a checkpoint by waiting."""
+        status, cold = self.model.runs[run_id].status, f"clone without warm start ({self.app.key_shown('clone')})"
+        if status in ACTIVE:
+            return f"{run_id} has no checkpoint yet to warm-start from: wait for its first chunk, or {cold}"
+        if status == "stopped":
+            return (f"{run_id} was stopped before its first checkpoint: resume it ({self.app.key_shown('resume')}) "
+                    f"and wait for its first chunk, or {cold}")
+        if status == "failed":
+            return f"{run_id} failed before its first checkpoint: there is nothing to warm-start from; {cold}"
+        return f"{run_id} is {status} and has no checkpoint to warm-start from; {cold}"
 
     def action_delete(self, run_id: str | None = None) -> None:
         target = self._target(run_id)
