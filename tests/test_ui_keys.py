@@ -11,6 +11,7 @@ from rftui.ui.clone_dialog import CloneDialog, check_edits, editable_knobs
 from rftui.ui.confirm import ConfirmDialog
 from rftui.ui.details import DetailsScreen
 from rftui.ui.help import HelpScreen
+from rftui.ui.model import Batch
 from rftui.ui.quit_dialog import QuitDialog
 from rftui.ui.runs_table import RunsTable
 from rftui.ui.status_bar import StatusBar
@@ -106,7 +107,6 @@ async def test_the_no_checkpoint_refusal_names_the_clone_key_as_remapped(tmp_pat
 ])
 async def test_the_no_checkpoint_refusal_of_a_run_that_no_longer_trains_does_not_say_wait(tmp_path, status, expected):
     """A failed or stopped run gets no first chunk by waiting: the refusal says what would give it one."""
-    from rftui.ui.model import Batch
 
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:
@@ -277,6 +277,23 @@ async def test_the_status_bar_says_running_while_a_clone_of_a_finished_experimen
         await settle(pilot, app, until=lambda: app.model.runs.get("r3") is not None
                      and app.model.runs["r3"].status == "running")
         assert bar._shown.plain.startswith("chatqa-lite running │ w0 r3 0/8 │")
+
+
+async def test_the_elapsed_time_stops_when_the_experiment_finishes_and_restarts_with_a_clone(tmp_path):
+    """A finished experiment's elapsed time is how long it trained, not how long the screen stayed open."""
+    source = record(tmp_path, quanta=40, runs=2, max_steps=8)  # both runs complete: the experiment finishes
+    clock = FixedClock()
+    app = build_app(source, theme="rftui-dark", clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        bar = app.main.query_one(StatusBar)
+        clock.now += 600  # the screen stays open over lunch
+        await settle(pilot, app)
+        assert bar._shown.plain.startswith("chatqa-lite finished │")
+        assert "elapsed 00:00" in bar._shown.plain, bar._shown.plain
+        source.push(Batch(events=[ev.RunAdded("r3", "lr=1e-3", "r1", False)]))  # a clone: training again
+        await settle(pilot, app, until=lambda: not app.model.finished)
+        assert "elapsed 10:00" in bar._shown.plain, bar._shown.plain
 
 
 async def test_a_refused_op_shows_its_reason(tmp_path):

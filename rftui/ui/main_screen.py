@@ -90,6 +90,7 @@ class MainScreen(Screen[None]):
         self._table_at = 0.0
         self._draining = False
         self.pacer: RedrawPacer | None = None
+        self._finished_at: float | None = None  # app.elapsed() when the experiment finished
 
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
@@ -122,6 +123,8 @@ class MainScreen(Screen[None]):
 
     def apply_batch(self, batch: Batch) -> Changes:
         changes = self.model.apply(batch)
+        if self.model.finished != (self._finished_at is not None):  # the clock stops with training (a clone restarts it)
+            self._finished_at = self.app.elapsed() if self.model.finished else None
         if any(isinstance(event, ev.OpResolved) for event in batch.events):
             self.redraw_eagerly()  # an op from `rftui ctl` or the API: show its effect at once
         self._dirty_runs |= changes.runs
@@ -248,7 +251,8 @@ class MainScreen(Screen[None]):
     def _refresh_status(self) -> None:
         app = self.app
         note = "" if app.bridge_alive else "engine stopped"
-        self.query_one(StatusBar).show(self.model, app.elapsed(), app.source.hosted, app.stopping, note)
+        elapsed = app.elapsed() if self._finished_at is None else self._finished_at
+        self.query_one(StatusBar).show(self.model, elapsed, app.source.hosted, app.stopping, note)
 
     @on(ChartGrid.Resized)
     def _grid_resized(self) -> None:
