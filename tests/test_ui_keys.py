@@ -364,6 +364,21 @@ async def test_the_footer_shows_every_main_key_sort_and_theme_too(tmp_path, size
         assert app.theme != "rftui-dark"
 
 
+async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.main.query_one(RunsTable)
+        headers = [str(column.label).rstrip(" ▲▼") for column in table.columns.values()]
+        said = []  # kept here: a notification expires after 1.5 s
+        app.notify = lambda message, **kwargs: said.append(message.removeprefix("sorted by "))
+        for _ in headers:
+            await pilot.press("o")
+        await pilot.pause()
+        assert said == headers[1:] + headers[:1], said  # from the column after `run`, round to `run`
+        assert "lr" in said and "learning_rate" not in said
+
+
 async def test_user_keymap_overrides_by_binding_id(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied, keymap={"stop": "x"})
     async with app.run_test(size=SIZE) as pilot:

@@ -347,10 +347,13 @@ class MainScreen(Screen[None]):
         self.flush()
 
     def action_cycle_sort(self) -> None:
-        key = self.query_one(RunsTable).next_sort(self.model)
+        table = self.query_one(RunsTable)
+        key = table.next_sort(self.model)
         self._all = self._table_all = True
         self.flush()
-        self.app.notify(f"sorted by {key.removeprefix('knob:')}", timeout=1.5)
+        # The column as its header names it (`lr`, `run`), not its key (`learning_rate`, `id`).
+        title = next((c.title for c in table.shown if c.key == key), key.removeprefix("knob:"))
+        self.app.notify(f"sorted by {title}", timeout=1.5)
 
     def set_metric(self, metric: str) -> None:
         if metric in METRICS:
