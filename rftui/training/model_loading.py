@@ -327,10 +327,77 @@ def check_model_available(name: str, what: str = "model") -> None:
         raise _load_error(name, what, None, "unreachable")
 
 
+def saved_dtype_name(name: str, model_kwargs: object = None) -> str | None:
+    """The dtype a model's config.json says it was saved in ("float32", "float16", "bfloat16"), read from a local
+    directory or the local Hugging Face cache (no network), or None when it cannot be told. transformers 5 writes
+    `dtype`, older versions `torch_dtype`. The built-in model is float32."""
+    import json
+
+    if is_builtin(name):
+        return "float32"
+    kwargs = model_kwargs if isinstance(model_kwargs, dict) else {}
+    if _is_local_path_name(name):
+        path = os.path.join(os.path.expanduser(name), "config.json")
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            revision, cache_dir = kwargs.get("revision"), kwargs.get("cache_dir")
+            path = try_to_load_from_cache(repo_id=name, filename="config.json",
+                                          revision=revision if isinstance(revision, str) else None,
+                                          cache_dir=cache_dir if isinstance(cache_dir, (str, os.PathLike)) else None)
+        except Exception:  # an odd id or an old huggingface_hub: nothing to tell
+            return None
+        if not isinstance(path, str):
+            return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None  # unreadable: loading it says why, this check does not block
+    if not isinstance(config, dict):
+        return None
+    value = config.get("dtype", config.get("torch_dtype"))
+    return _DTYPE_NAMES.get(value.lower().removeprefix("torch.")) if isinstance(value, str) else None
+
+
+def saved_half_precision_problems(runs) -> list:
+    """fp16 runs that train float16 weights on a model whose model_kwargs give no dtype (or "auto"): transformers
+    then loads the checkpoint in its saved dtype, so a checkpoint saved in float16 fails at the first optimizer
+    step on a GPU, as the explicit `dtype: float16` that config validation refuses. One Problem per model."""
+    from rftui.config.problems import Problem
+    from rftui.config.validate import half_precision_problem
+
+    problems, seen = [], set()
+    for run in runs:
+        kwargs = dict(run.model_kwargs or {})
+        given = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        if run.training.get("fp16") is not True or not (given is None or given == "auto") or run.model_name in seen:
+            continue
+        # the explicit case's rule, asked about the dtype the checkpoint would load in
+        found = half_precision_problem(
+            "training.fp16", True, run.lora, {"dtype": "float16"},
+            "model: {kwargs: {dtype: float32}} in a config file, model_kwargs={'dtype': 'float32'} from Python",
+            "a `lora:` section, or peft_config=RFLoraConfig(...)")
+        if found is None:
+            continue  # nothing float16 is trained
+        seen.add(run.model_name)
+        if saved_dtype_name(run.model_name, kwargs) == "float16":
+            problems.append(Problem(found.path, f"model {run.model_name!r} is saved in float16 (its config.json) and "
+                                    f"is loaded in that dtype when model_kwargs give no dtype; {found.message}",
+                                    found.hint))
+    return problems
+
+
 def check_models_available(runs) -> None:
     """check_model_available for every distinct model and tokenizer the runs name (without a create_model hook,
-    which loads models its own way)."""
+    which loads models its own way), then saved_half_precision_problems as a ConfigError."""
     for model_name in dict.fromkeys(run.model_name for run in runs):
         check_model_available(model_name)
     for tokenizer in dict.fromkeys(run.tokenizer for run in runs if run.tokenizer):
         check_model_available(tokenizer, "tokenizer")
+    problems = saved_half_precision_problems(runs)
+    if problems:
+        from rftui.config.problems import ConfigError
+
+        raise ConfigError(problems)
