@@ -249,6 +249,26 @@ async def test_delete_asks_first(tmp_path):
     assert source.ops_sent == [("delete", "r1", {})]
 
 
+async def test_the_delete_question_speaks_of_stopping_only_for_a_running_run(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        bodies = {}
+        for run_id in ("r1", "r2"):
+            app.main.query_one(RunsTable).select_run(run_id)
+            await pilot.pause()
+            await pilot.press("d")
+            bodies[app.model.runs[run_id].status] = str(app.screen.query_one("#body").render())
+            await pilot.press("escape")
+        assert bodies == {
+            "waiting": "r1 (r=8 lr=1e-3) is waiting. The run is hidden from the table; its data stays in the "
+                       "experiment's store.",
+            "running": "r2 (r=32 lr=1e-3) is running. It stops at its next optimizer step. The run is hidden "
+                       "from the table; its data stays in the experiment's store.",
+        }
+    assert source.ops_sent == []
+
+
 async def test_after_a_delete_the_selection_moves_to_the_neighbour(tmp_path):
     app, source = recorded_app(tmp_path)  # ops go to the recording's controller
     async with app.run_test(size=SIZE) as pilot:

@@ -324,8 +324,9 @@ class MainScreen(Screen[None]):
         if target is None:
             return
         row = self.model.runs[target]
-        body = (f"{target} ({row.label}) is {row.status}. A running run stops at its next optimizer "
-                "step; the run is hidden, its data stays in the experiment's store.")
+        stops = " It stops at its next optimizer step." if row.status == "running" else ""
+        body = (f"{target} ({row.label}) is {row.status}.{stops} The run is hidden from the table; its data "
+                "stays in the experiment's store.")
 
         def answer(yes: bool | None) -> None:
             if yes:
