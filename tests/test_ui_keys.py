@@ -316,6 +316,21 @@ async def test_the_elapsed_time_stops_when_the_experiment_finishes_and_restarts_
         assert "elapsed 10:00" in bar._shown.plain, bar._shown.plain
 
 
+async def test_the_status_bar_shows_no_eta_while_the_experiment_stops(tmp_path):
+    """Stopping, no run will reach its end: an ETA counting down to it misled (`stopping ... │ ETA 00:06`)."""
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        bar = app.main.query_one(StatusBar)
+        assert "ETA 01:01" in bar._shown.plain
+        bar.show(app.model, 5.0, hosted=True, stopping=True)  # q in this app
+        assert bar._shown.plain == ("chatqa-lite stopping: checkpointing at the next optimizer step │ w0 idle │ "
+                                    "w1 r2 0/128 │ elapsed 00:05")
+        app.model.status = "stopping"  # Ctrl-C or `rftui ctl` in the process a watcher follows
+        bar.show(app.model, 5.0, hosted=False, stopping=False)
+        assert "stopping" in bar._shown.plain and "ETA" not in bar._shown.plain, bar._shown.plain
+
+
 async def test_a_refused_op_shows_its_reason(tmp_path):
     def refuse(op, run_id, args):
         return ev.OpResolved(7, "tui", op, run_id, "refused", f"run {run_id} is completed; nothing to stop")

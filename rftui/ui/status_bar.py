@@ -59,9 +59,10 @@ class StatusBar(Static):
         if note:
             parts.append((1, Text(note, style=theme_color("warning", variables))))
         parts.append((3, Text.assemble(("elapsed ", muted), clock_text(elapsed))))
-        eta = model.eta_seconds()
-        eta_text = "-" if eta is None else ("done" if eta == 0 else clock_text(eta))
-        parts.append((1, Text.assemble(("ETA ", muted), eta_text)))
+        if not (stopping or state == "stopping"):  # winding down: no run will reach its end now
+            eta = model.eta_seconds()
+            eta_text = "-" if eta is None else ("done" if eta == 0 else clock_text(eta))
+            parts.append((1, Text.assemble(("ETA ", muted), eta_text)))
         if not hosted:
             parts.append((4, Text("watching", style=muted)))
         text = fit_parts(parts, max(10, (self.size.width or 80) - 2))
