@@ -399,6 +399,20 @@ async def test_the_footer_shows_every_main_key_sort_and_theme_too(tmp_path, size
         assert app.theme != "rftui-dark"
 
 
+async def test_details_show_the_config_a_knob_a_line_without_the_flattened_copy(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("enter")
+        await pilot.pause()
+        lines = str(app.screen.query_one("#config").render()).splitlines()
+        at = lines.index("training:")
+        assert lines[at + 1:at + 3] == ["  gradient_checkpointing: false", "  lr_scheduler_type: linear"]
+        assert "  learning_rate: 0.001" in lines and "  target_modules: [q_proj, v_proj]" in lines
+        assert not [line for line in lines if line.startswith(("knobs:", "run_id:", "label:"))]
+        assert len([line for line in lines if "learning_rate" in line]) == 1  # was twice (training and knobs)
+
+
 async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:

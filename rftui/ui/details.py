@@ -50,6 +50,26 @@ def metrics_rows(model: ExperimentModel, run_id: str, limit: int = TABLE_ROWS) -
     return names, rows
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Mappings in block style (one knob a line), lists of values inline (`[q_proj, v_proj]`)."""
+
+
+def _inline_list(dumper: yaml.SafeDumper, data: list | tuple) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True)
+
+
+_ConfigDumper.add_representer(list, _inline_list)
+_ConfigDumper.add_representer(tuple, _inline_list)
+
+
+def config_text(spec: dict, knobs: dict) -> str:
+    """The run's config as YAML: every section, a knob a line. `knobs` (the same values flattened) and the
+    id and label (in the summary above it) are left out; before, flow-style sections wrapped mid-mapping."""
+    config = {k: v for k, v in spec.items() if k not in ("knobs", "run_id", "label")} if spec else {"knobs": knobs}
+    return yaml.dump(config, Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1_000_000).rstrip("\n")
+
+
 class DetailsScreen(Screen[None]):
     DEFAULT_CSS = """
     DetailsScreen VerticalScroll { padding: 0 1; }
@@ -75,8 +95,7 @@ class DetailsScreen(Screen[None]):
             yield Label("Metrics (latest steps first)", classes="heading")
             yield DataTable(id="metrics", zebra_stripes=True, cursor_type="none")
             yield Label("Config", classes="heading")
-            config = dict(row.spec) if row.spec else {"knobs": dict(row.knobs)}
-            yield Static(Text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None)), id="config")
+            yield Static(Text(config_text(dict(row.spec), dict(row.knobs))), id="config")
             where = str(self.log_path) if self.log_path else "worker log"
             yield Label(f"Log tail: {where}", classes="heading")
             yield Static(Text(log_tail(self.log_path)), id="log")
