@@ -107,6 +107,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     num_rows = count_train_rows(spec)
     rows = plan_rows(spec, num_rows)
     check_chunks(spec, rows)
+    if spec.create_model is None:  # what `rftui run` refuses before creating anything, plan says too
+        from rftui.training.model_loading import check_models_available
+
+        check_models_available(spec.runs)
     if spec.create_model is None and any(run.lora is not None for run in spec.runs):
         from rftui.config.problems import ConfigError
         from rftui.training.lora_check import lora_problems

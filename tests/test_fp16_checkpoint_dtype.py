@@ -146,13 +146,15 @@ def test_run_fit_refuses_it_before_anything_is_written(tmp_path):
     assert not workdir.exists() or not any(workdir.iterdir())
 
 
-def test_cli_run_exits_2_with_the_message_and_creates_nothing(tmp_path):
+@pytest.mark.parametrize("command", [["run", "--no-ui"], ["plan"]])
+def test_cli_run_and_plan_exit_2_with_the_message_and_create_nothing(tmp_path, command):
     model = model_dir(tmp_path)
     cfg = tmp_path / "half.yaml"
     cfg.write_text(config_text(tmp_path, model, FULL_FP16))
     workdir = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "rftui", "run", str(cfg), "--no-ui", "--workdir", str(workdir)],
+    where = ["--workdir", str(workdir)] if command[0] == "run" else []
+    result = subprocess.run([sys.executable, "-m", "rftui", command[0], str(cfg), *command[1:], *where],
                             capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
