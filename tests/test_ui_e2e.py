@@ -48,6 +48,7 @@ async def test_smoke_experiment_trains_to_completion_in_the_app(tmp_path):
             assert float(table.get_cell(run_id, "eval_loss").plain) > 0
         assert len(app.model.series["r1"]["loss"]) == 4
         log = app.main.query_one("#log").texts()
+        assert log[0] == "experiment smoke: 2 runs, 2 chunks; starting 1 worker", log
         assert any("experiment smoke finished: 2 completed" in line for line in log), log
         await pilot.press("q", "q")  # quit: finished, so nothing to checkpoint
         for _ in range(100):

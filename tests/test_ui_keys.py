@@ -413,6 +413,14 @@ async def test_details_show_the_config_a_knob_a_line_without_the_flattened_copy(
         assert len([line for line in lines if "learning_rate" in line]) == 1  # was twice (training and knobs)
 
 
+async def test_the_event_log_begins_with_what_trains_before_any_worker_is_ready(tmp_path):
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        log = app.main.query_one("#log").texts()
+        assert log[0] == "experiment chatqa-lite: 4 runs, 4 chunks; starting 2 workers", log[:2]
+
+
 async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:

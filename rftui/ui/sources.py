@@ -108,7 +108,12 @@ class HostedSource:
         ctl = self.controller
         self.opened = True
         history = [(p["run_id"], p["step"], p["name"], p["value"], p["kind"]) for p in ctl.store.all_metrics(0)]
-        events = self._first + ctl.start()
+        # The first log line, as headless and run_fit begin: what trains. Workers take seconds to load
+        # the model, and the log stayed empty meanwhile.
+        runs, chunks, workers = len(ctl.runs), ctl.spec.num_chunks, self.num_workers
+        start = ev.Progress(f"experiment {self.name}: {runs} run{'s' * (runs != 1)}, {chunks} chunk"
+                            f"{'s' * (chunks != 1)}; starting {workers} worker{'s' * (workers != 1)}")
+        events = [start] + self._first + ctl.start()
         batch = self._snapshot(events, history)
         batch.status = "running"
         return batch
