@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import FixedClock, record, screen_text, settle
+from ui_helpers import FixedClock, charts_drawn, record, screen_text, settle
 
 from rftui.engine import events as ev
 from rftui.ui.app import build_app
@@ -419,6 +419,24 @@ async def test_the_event_log_begins_with_what_trains_before_any_worker_is_ready(
         await settle(pilot, app)
         log = app.main.query_one("#log").texts()
         assert log[0] == "experiment chatqa-lite: 4 runs, 4 chunks; starting 2 workers", log[:2]
+
+
+async def test_each_chart_names_the_metric_as_the_overlay_does(tmp_path):
+    from rftui.ui.charts import OverlayChart, RunPane
+
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        shown = {}
+        for _ in range(5):
+            await pilot.press("m")
+            await charts_drawn(pilot, app)
+            pane = next(p for p in app.main.query(RunPane) if p.run_id == "r1")
+            shown[app.main.metric] = (app.main.query_one(OverlayChart).border_title, pane.border_subtitle.rsplit(" ", 1)[0])
+        assert shown == {
+            "eval_loss": ("all runs · eval loss", "eval loss"), "rougeL": ("all runs · ROUGE-L", "ROUGE-L"),
+            "bleu": ("all runs · BLEU", "BLEU"), "learning_rate": ("all runs · learning rate", "learning rate"),
+            "loss": ("all runs · loss", "loss")}
 
 
 async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):

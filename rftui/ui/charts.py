@@ -27,6 +27,11 @@ Y_GAPS = (3, 4, 5, 2)  # rows between y labels, in order of preference
 MAX_Y_INTERVALS = 6
 
 
+def metric_name(metric: str) -> str:
+    """The metric as people read it: `eval loss`, `ROUGE-L`, `learning rate`."""
+    return METRIC_TITLES.get(metric, metric).split(",")[0]
+
+
 def _xy(series: Series | None, buckets: int) -> tuple[list[int], list[float]]:
     if series is None or not len(series):
         return [], []
@@ -192,7 +197,8 @@ class RunPane(Chart):
         self.plot_run(model, row.run_id, metric, color)
         self.border_title = f"{row.run_id} {row.label}"
         latest = row.last.get(metric)
-        self.border_subtitle = f"{metric} {latest:.4g}" if latest is not None and not math.isnan(latest) else row.status
+        name = metric_name(metric)  # as the overlay's title says it (ROUGE-L, not rougeL)
+        self.border_subtitle = f"{name} {latest:.4g}" if latest is not None and not math.isnan(latest) else row.status
         self.changed()
 
 
@@ -215,7 +221,7 @@ class OverlayChart(Chart):
                 self.plot_run(model, run_id, metric, muted(color, background), line=False, points=False)
         if selected in runs:
             self.plot_run(model, selected, metric, colors.get(selected, (255, 255, 255)), points=metric != "loss")
-        self.border_title = f"all runs · {METRIC_TITLES.get(metric, metric).split(',')[0]}"
+        self.border_title = f"all runs · {metric_name(metric)}"
         self.border_subtitle = " · ".join(p for p in (page, f"line: {selected}" if selected else "") if p)
         self.changed()
 
