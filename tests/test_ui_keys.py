@@ -480,6 +480,9 @@ async def test_quit_stops_and_checkpoints_a_hosted_experiment(tmp_path):
         await settle(pilot, app)
         await pilot.press("q")
         assert isinstance(app.screen, QuitDialog) and app.screen.default == "stop"
+        body = str(app.screen.query_one("#body").render())
+        # the command rftui prints on exit, which works from any directory
+        assert f"`rftui resume chatqa-lite --workdir {tmp_path.resolve()}`" in body.replace("\n", " "), body
         await pilot.press("escape")
         assert not source.done
         await pilot.press("q", "q")

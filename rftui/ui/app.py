@@ -212,7 +212,8 @@ class RftuiApp(BridgeMixin, App[int]):
             elif choice == "quit":
                 self.exit(0)
 
-        self.push_screen(QuitDialog(self.source.hosted, self.model.name, self.model.finished), chosen)
+        self.push_screen(QuitDialog(self.source.hosted, self.model.name, self.model.finished,
+                                    getattr(self.source, "workdir", None)), chosen)
 
     def begin_stop(self) -> None:
         """Hosted: checkpoint and exit once the source has closed (the bridge posts SourceClosed)."""

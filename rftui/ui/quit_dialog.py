@@ -28,9 +28,11 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("q,y", "choose('default')", "Quit", id="quit-confirm"),
     ]
 
-    def __init__(self, hosted: bool, name: str, finished: bool = False) -> None:
+    def __init__(self, hosted: bool, name: str, finished: bool = False, workdir: object = None) -> None:
         super().__init__()
         self.hosted, self.name_text, self.finished = hosted, name, finished
+        # The command rftui prints on exit: without --workdir it only works from the default workdir.
+        self.resume = f"rftui resume {name}" + (f" --workdir {workdir}" if workdir is not None else "")
         self.default = "stop" if hosted else "quit"
 
     def compose(self) -> ComposeResult:
@@ -44,7 +46,7 @@ class QuitDialog(ModalScreen[str | None]):
         else:
             title = "Stop and checkpoint?"
             body = (f"Running quanta stop at their next optimizer step and checkpoint; then rftui exits. "
-                    f"Continue later with `rftui resume {self.name_text}`. Training cannot go on "
+                    f"Continue later with `{self.resume}`. Training cannot go on "
                     "in the background once rftui exits.")
             label = "Stop & checkpoint (q)"
         with Vertical():
