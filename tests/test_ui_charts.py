@@ -60,3 +60,35 @@ async def test_y_labels_are_evenly_spaced_and_none_is_dropped_at_120x40(tmp_path
             assert len({b - a for a, b in zip(rows, rows[1:])}) == 1, (chart, shown)
             steps = [b - a for a, b in zip(values, values[1:])]
             assert max(steps) - min(steps) <= 2 * 10 ** -len(shown[0][1].split(".")[-1]), (chart, shown)
+
+
+def x_labels(chart: Chart) -> list[int]:
+    """The step labels under the chart's x axis."""
+    rows = [strip.text for strip in chart._strips]
+    axis = next(i for i, text in enumerate(rows) if "└" in text)
+    return [int(word) for word in rows[axis + 1].split() if word.isdigit()]
+
+
+async def test_a_warm_start_clone_s_chart_labels_its_steps_from_where_it_began(tmp_path):
+    """Its points begin at the parent's step: ticks from 0 fell left of them and only one label showed."""
+    from dataclasses import replace
+
+    from rftui.ui.model import Batch
+    from rftui.ui.runs_table import RunsTable
+
+    source = record(tmp_path, quanta=6)
+    app = build_app(source, theme="rftui-dark", clock=FixedClock())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        scratch = next(p for p in app.main.query(RunPane) if p.run_id == "r1")
+        assert x_labels(scratch)[0] == 0  # a run trained from scratch starts at 0
+        clone = replace(app.model.runs["r1"], run_id="r5", parent="r1", warm_start=True, status="running",
+                        steps_done=64, live_step=84, last={})
+        source.push(Batch(runs=list(app.model.runs.values()) + [clone],
+                          points=[("r5", step, "loss", 1.0 + step / 100, "train") for step in range(66, 86, 2)]))
+        await settle(pilot, app, until=lambda: "r5" in app.model.runs)
+        app.main.query_one(RunsTable).select_run("r5")
+        await settle(pilot, app)
+        pane = next(p for p in app.main.query(RunPane) if p.run_id == "r5")
+        labels = x_labels(pane)
+        assert labels[0] == 66 and labels[-1] == 84 and len(labels) >= 3, labels

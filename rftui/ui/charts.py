@@ -47,6 +47,14 @@ def last_step(model: ExperimentModel, run_ids: list[str], metric: str) -> int:
     return max(steps)
 
 
+def first_step(model: ExperimentModel, row: Any, metric: str) -> int:
+    """Where a warm-start clone's chart begins: its first point (0 for a run trained from scratch)."""
+    if row is None or not row.warm_start:
+        return 0
+    firsts = [s.steps[0] for s in model.metric_series(row.run_id, metric) if s is not None and len(s)]
+    return min(firsts, default=0)
+
+
 def y_axis(lo: float, hi: float, rows: int) -> tuple[tuple[float, float], list[float], list[str]] | None:
     """Y limits, ticks and labels for data in [lo, hi] on a canvas `rows` high, with a label
     exactly every few rows from the bottom one up (plotext's own 7 ticks collide on short charts and
@@ -164,12 +172,13 @@ class Chart(PlotextPlot):
         elif marks is not None and len(xs) <= buckets // 2:
             self.plt.scatter(xs, ys, marker="●", color=color)
 
-    def finish_axes(self, last_step: int = 0) -> None:
-        """Integer step ticks (plotext would label 16.8, 32.5, ...)."""
+    def finish_axes(self, last_step: int = 0, first_step: int = 0) -> None:
+        """Integer step ticks (plotext would label 16.8, 32.5, ...) from `first_step` (a warm-start clone's
+        points begin at its parent's step: ticks below them were not drawn, leaving one label)."""
         width = self.plot_width
         count = max(2, min(5, width // 10))
-        top = max(1, last_step)
-        ticks = sorted({round(top * i / (count - 1)) for i in range(count)})
+        top = max(first_step + 1, last_step)
+        ticks = sorted({round(first_step + (top - first_step) * i / (count - 1)) for i in range(count)})
         self.plt.xticks(ticks, [str(t) for t in ticks])
 
 
@@ -188,7 +197,7 @@ class RunPane(Chart):
     def draw(self, model: ExperimentModel, metric: str, color: Any) -> None:
         self.clear_plot()
         row = model.runs.get(self.run_id or "")
-        self.finish_axes(last_step(model, [self.run_id or ""], metric))
+        self.finish_axes(last_step(model, [self.run_id or ""], metric), first_step(model, row, metric))
         if row is None:
             self.border_title = ""
             self.border_subtitle = ""
