@@ -454,6 +454,23 @@ async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):
         assert "lr" in said and "learning_rate" not in said
 
 
+async def test_a_click_selects_a_run_and_a_click_on_the_selected_one_shows_its_details(tmp_path):
+    """As the help says: a first-time user clicking a row twice should not be surprised."""
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.click(RunsTable, offset=(3, 2))  # row 2 (row 0 is the header)
+        await pilot.pause()
+        assert app.screen is app.main and app.main.selected == "r2"
+        await pilot.click(RunsTable, offset=(3, 2))
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen) and app.screen.run_id == "r2"
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        intro = str(app.screen.query_one("#intro").render())
+        assert "a click on the selected one shows its details" in intro, intro
+
+
 async def test_user_keymap_overrides_by_binding_id(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied, keymap={"stop": "x"})
     async with app.run_test(size=SIZE) as pilot:

@@ -9,8 +9,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-INTRO = ("Keys act on the selected run (arrows move the selection; click a row or a column header "
-         "to select or sort). Every key can be remapped by id in the config: ui: {keymap: {stop: ctrl+x}}.")
+INTRO = ("Keys act on the selected run (arrows or a click select a run, a click on the selected one shows "
+         "its details; a click on a column header sorts). Every key can be remapped by id in the config: "
+         "ui: {keymap: {stop: ctrl+x}}.")
 
 
 class HelpScreen(ModalScreen[None]):
