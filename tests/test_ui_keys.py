@@ -439,6 +439,35 @@ async def test_each_chart_names_the_metric_as_the_overlay_does(tmp_path):
             "loss": ("all runs · loss", "loss")}
 
 
+async def test_details_follow_the_run_while_they_are_open(tmp_path):
+    """The details of a running run showed `running` and the same metrics long after it had ended."""
+    import asyncio
+
+    app, source = recorded_app(tmp_path, respond=applied)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.main.query_one(RunsTable).select_run("r2")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        assert "status running" in str(details.query_one("#summary").render())
+        assert [str(c.label) for c in details.query_one("#metrics").columns.values()] == ["no metrics logged yet"]
+        last = 0  # r2's first quantum has not reported
+        source.push(Batch(points=[("r2", last + 2, "loss", 0.4321, "train")],
+                          events=[ev.RunStatusChanged("r2", "failed", "HookError: metrics hook raised")]))
+        for _ in range(40):  # refreshed every second
+            await asyncio.sleep(0.05)
+            await pilot.pause()
+            if "failed" in str(details.query_one("#summary").render()):
+                break
+        assert "status failed (HookError: metrics hook raised)" in str(details.query_one("#summary").render())
+        table = details.query_one("#metrics")
+        top = [str(cell) for cell in table.get_row_at(0)]
+        assert top[:2] == [str(last + 2), "0.4321"], top
+
+
 async def test_the_sort_key_names_each_column_as_its_header_does(tmp_path):
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from rich.text import Text
@@ -16,6 +17,7 @@ from rftui.ui.model import ExperimentModel
 TAIL_BYTES = 16_384
 TAIL_LINES = 40
 TABLE_ROWS = 15
+REFRESH_SECONDS = 1.0
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
@@ -79,36 +81,65 @@ class DetailsScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details-close")]
 
-    def __init__(self, model: ExperimentModel, run_id: str, log_path: Path | None) -> None:
+    def __init__(self, model: ExperimentModel, run_id: str, log_path: Path | None,
+                 find_log: Callable[[], Path | None] | None = None) -> None:
+        """`find_log` finds the log again on each refresh (a pending run gets a worker later)."""
         super().__init__()
         self.model, self.run_id, self.log_path = model, run_id, log_path
+        self.find_log = find_log
+        self._shown: dict[str, object] = {}
 
-    def compose(self) -> ComposeResult:
+    def summary(self) -> str:
         row = self.model.runs[self.run_id]
         lines = [f"{row.run_id}  {row.label}", f"status {row.status}"
                  + (f" ({row.reason})" if row.reason else ""),
                  f"step {row.step}/{row.total_steps}, chunk {row.chunks_done}/{row.num_chunks}"]
         if row.parent:
             lines.append(f"clone of {row.parent}" + (" (warm start)" if row.warm_start else ""))
+        return "\n".join(lines)
+
+    def compose(self) -> ComposeResult:
+        row = self.model.runs[self.run_id]
         with VerticalScroll():
-            yield Static(Text("\n".join(lines)), id="summary")
+            yield Static(id="summary")
             yield Label("Metrics (latest steps first)", classes="heading")
             yield DataTable(id="metrics", zebra_stripes=True, cursor_type="none")
             yield Label("Config", classes="heading")
             yield Static(Text(config_text(dict(row.spec), dict(row.knobs))), id="config")
-            where = str(self.log_path) if self.log_path else "worker log"
-            yield Label(f"Log tail: {where}", classes="heading")
-            yield Static(Text(log_tail(self.log_path)), id="log")
+            yield Label("Log tail", id="log-heading", classes="heading")
+            yield Static(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.refresh_details()
+        # The run goes on training while this is open: a snapshot showed `running` long after it ended.
+        self.set_interval(REFRESH_SECONDS, self.refresh_details, name="details")
+
+    def refresh_details(self) -> None:
+        """Show what changed since the last refresh (status, new metric rows, new log lines)."""
+        if self.find_log is not None:
+            self.log_path = self.find_log() or self.log_path
+        where = str(self.log_path) if self.log_path else "worker log"
+        parts = {"summary": self.summary(), "metrics": metrics_rows(self.model, self.run_id),
+                 "log-heading": f"Log tail: {where}", "log": log_tail(self.log_path)}
+        for key, value in parts.items():
+            if self._shown.get(key) == value:
+                continue
+            self._shown[key] = value
+            if key == "metrics":
+                self._fill_table(*value)
+            else:
+                self.query_one(f"#{key}", Static).update(Text(value))  # Text: a log line is never markup
+
+    def _fill_table(self, names: list[str], rows: list[list[str]]) -> None:
         table = self.query_one("#metrics", DataTable)
-        names, rows = metrics_rows(self.model, self.run_id)
+        table.clear(columns=True)
+        if not rows:
+            table.add_column("no metrics logged yet")
+            return
         table.add_columns("step", *names)
         for values in rows:
             table.add_row(*values)
-        if not rows:
-            table.add_column("no metrics logged yet")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -338,9 +338,11 @@ class MainScreen(Screen[None]):
         target = self._target(run_id)
         if target is None:
             return
-        worker = self.model.last_worker(target)
-        path = self.app.source.worker_log(worker) if worker is not None and worker >= 0 else None
-        self.app.push_screen(DetailsScreen(self.model, target, path))
+        def find_log() -> Any:
+            worker = self.model.last_worker(target)
+            return self.app.source.worker_log(worker) if worker is not None and worker >= 0 else None
+
+        self.app.push_screen(DetailsScreen(self.model, target, find_log(), find_log))
 
     def action_cycle_metric(self) -> None:
         self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
