@@ -90,7 +90,8 @@ class MainScreen(Screen[None]):
         self._table_at = 0.0
         self._draining = False
         self.pacer: RedrawPacer | None = None
-        self._finished_at: float | None = None  # app.elapsed() when the experiment finished
+        self._finished_at: float | None = None  # training time when the experiment finished
+        self._idle = 0.0  # seconds spent finished before a clone reopened it: not training time
 
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
@@ -124,7 +125,11 @@ class MainScreen(Screen[None]):
     def apply_batch(self, batch: Batch) -> Changes:
         changes = self.model.apply(batch)
         if self.model.finished != (self._finished_at is not None):  # the clock stops with training (a clone restarts it)
-            self._finished_at = self.app.elapsed() if self.model.finished else None
+            if self.model.finished:
+                self._finished_at = self.app.elapsed() - self._idle
+            else:  # reopened: the time it sat finished is not training time
+                self._idle = self.app.elapsed() - self._finished_at
+                self._finished_at = None
         if any(isinstance(event, ev.OpResolved) for event in batch.events):
             self.redraw_eagerly()  # an op from `rftui ctl` or the API: show its effect at once
         self._dirty_runs |= changes.runs
@@ -251,7 +256,7 @@ class MainScreen(Screen[None]):
     def _refresh_status(self) -> None:
         app = self.app
         note = "" if app.bridge_alive else "engine stopped"
-        elapsed = app.elapsed() if self._finished_at is None else self._finished_at
+        elapsed = app.elapsed() - self._idle if self._finished_at is None else self._finished_at
         self.query_one(StatusBar).show(self.model, elapsed, app.source.hosted, app.stopping, note)
 
     @on(ChartGrid.Resized)
