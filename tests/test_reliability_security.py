@@ -201,3 +201,8 @@ def test_a_resumed_run_takes_its_redacted_secret_from_the_environment_not_the_ma
     rec = RunRecord.from_store({"spec": spec, "ord": 0, "status": "waiting", "total_steps": 4, "num_chunks": 2,
                                 "steps_done": 2, "chunks_done": 1})
     assert dict(rec.spec.model_kwargs) == {"torch_dtype": "float32"}
+    from rftui.config.runspec import RunSpec  # the spec read from experiment.yaml drops it the same way
+
+    both = {**spec, "tokenizer_kwargs": {"token": "***", "use_fast": True}}
+    read = RunSpec.from_dict(both)
+    assert (dict(read.model_kwargs), dict(read.tokenizer_kwargs)) == ({"torch_dtype": "float32"}, {"use_fast": True})

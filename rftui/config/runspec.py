@@ -65,10 +65,9 @@ class RunSpec:
             label=data["label"],
             model_name=data["model_name"],
             model_type=data.get("model_type", "causal_lm"),
-            model_kwargs=dict(data.get("model_kwargs") or {}),
+            model_kwargs=_unmasked(data.get("model_kwargs")),
             tokenizer=data.get("tokenizer"),
-            # A secret stored masked (a token) is left out: the library reads it from the environment (HF_TOKEN)
-            tokenizer_kwargs={k: v for k, v in dict(data.get("tokenizer_kwargs") or {}).items() if v != MASK},
+            tokenizer_kwargs=_unmasked(data.get("tokenizer_kwargs")),
             training=dict(data["training"]),
             lora=None if data.get("lora") is None else dict(data["lora"]),
             generation=dict(data.get("generation") or {}),
@@ -76,3 +75,9 @@ class RunSpec:
             compute_metrics=data.get("compute_metrics"),
             knobs=dict(data.get("knobs") or {}),
         )
+
+
+def _unmasked(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Stored kwargs without the secrets stored masked (a token): the library reads those from the environment
+    (HF_TOKEN), as it did when the run was created."""
+    return {k: v for k, v in dict(kwargs or {}).items() if v != MASK}

@@ -1,12 +1,11 @@
 """RunRecord: the controller's live view of one run, mirrored to the store's `runs` row."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from rftui.config.experiment import chunk_bounds
 from rftui.config.runspec import RunSpec
-from rftui.tracking.redact import MASK
 
 STATUSES = ("pending", "running", "waiting", "completed", "stopped", "failed", "deleted")
 TERMINAL = ("completed", "failed", "deleted")
@@ -56,9 +55,7 @@ class RunRecord:
 
     @classmethod
     def from_store(cls, row: dict[str, Any]) -> "RunRecord":
-        spec = RunSpec.from_dict(row["spec"])
-        if MASK in spec.model_kwargs.values():  # a secret never stored: the library reads it from the environment
-            spec = replace(spec, model_kwargs={k: v for k, v in spec.model_kwargs.items() if v != MASK})
+        spec = RunSpec.from_dict(row["spec"])  # without masked secrets: read from the environment, as at creation
         return cls(
             spec=spec, ord=row["ord"], status=row["status"], total_steps=row["total_steps"],
             num_chunks=row["num_chunks"], steps_done=row["steps_done"] or 0,
