@@ -443,8 +443,6 @@ async def test_each_chart_names_the_metric_as_the_overlay_does(tmp_path):
 
 async def test_details_follow_the_run_while_they_are_open(tmp_path):
     """The details of a running run showed `running` and the same metrics long after it had ended."""
-    import asyncio
-
     app, source = recorded_app(tmp_path, respond=applied)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
@@ -459,11 +457,10 @@ async def test_details_follow_the_run_while_they_are_open(tmp_path):
         last = 0  # r2's first quantum has not reported
         source.push(Batch(points=[("r2", last + 2, "loss", 0.4321, "train")],
                           events=[ev.RunStatusChanged("r2", "failed", "HookError: metrics hook raised")]))
-        for _ in range(40):  # refreshed every second
-            await asyncio.sleep(0.05)
-            await pilot.pause()
-            if "failed" in str(details.query_one("#summary").render()):
-                break
+        await settle(pilot, app, until=lambda: app.model.runs["r2"].status == "failed")
+        assert "details" in {timer.name for timer in details._timers}  # the screen refreshes itself every second
+        details.refresh_details()  # what that timer does: called here, a slow box cannot outrun a poll
+        await pilot.pause()
         assert "status failed (HookError: metrics hook raised)" in str(details.query_one("#summary").render())
         table = details.query_one("#metrics")
         top = [str(cell) for cell in table.get_row_at(0)]
