@@ -6,6 +6,7 @@ Also the UI model's own rules (series replacement, downsampling, ETA).
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import threading
 
@@ -16,7 +17,7 @@ from ui_helpers import FixedClock, quit_app_when, wait_for
 
 from rftui.engine import events as ev
 from rftui.engine.fake_backend import fake_loss
-from rftui.engine.messages import StepLogged
+from rftui.engine.liveness import start_time
 from rftui.engine.setup import open_experiment
 from rftui.report import show_data
 from rftui.ui.app import build_app
@@ -159,22 +160,31 @@ def dead_pid() -> int:
 @pytest.fixture
 def killed(tmp_path):
     """State.db as a kill -9 leaves it: status `running`, r1 `running` in chunk 2 with its checkpoint at step 2
-    and points up to step 3, r2 waiting. The owner pid is this process until a test says otherwise."""
-    controller = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4, step_seconds=0.2)
-
-    def kill_after_step_3(ctl, events):
-        if any(isinstance(e, StepLogged) and e.run_id == "r1" and e.step > 2 for e in events):
-            raise KeyboardInterrupt  # the controller never closes: nothing marks the experiment stopped
-
-    with pytest.raises(KeyboardInterrupt):
-        drive(controller, on_events=kill_after_step_3)
-    controller.pool.shutdown()
+    and points up to step 3, r2 waiting after chunk 1. The owner pid is this process until a test says otherwise.
+    Written straight into the store after a full run: killing a live trainer at step 3 raced its batching
+    (a slow poll could bring r1's whole chunk and leave it completed)."""
+    controller = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
+    try:
+        drive(controller)
+    finally:
+        controller.close()
+    cut = controller.store
+    with sqlite3.connect(cut.path) as db:  # chunk 2 never finished for either run
+        db.execute("DELETE FROM quanta WHERE chunk = 1")
+    cut.delete_metrics_after("r1", 3)
+    cut.delete_metrics_after("r2", 2)
+    cut.update_run("r1", status="running", steps_done=2, chunks_done=1, worker_id=0, adapter_dir=None)
+    cut.update_run("r2", status="waiting", steps_done=2, chunks_done=1, worker_id=None, adapter_dir=None)
+    cut.start_quantum("r1", 1, 0, 2, 4)
+    cut.set_meta("status", "running")
+    cut.set_meta("controller_pid", os.getpid())
+    cut.set_meta("controller_started", start_time(os.getpid()))
     exp, spec, store = open_experiment(str(controller.exp.root))
     assert (store.get_run("r1")["status"], store.get_run("r1")["steps_done"]) == ("running", 2)
-    assert store.get_meta("controller_pid") == os.getpid()
+    assert store.last_metrics("r1")["loss"] == fake_loss("r1", 3)
     yield exp, spec, store
     store.close()
-    controller.store.close()
+    cut.close()
 
 
 def test_watch_of_a_dead_owner_shows_it_interrupted_at_its_checkpoint_and_stops(killed):
