@@ -151,9 +151,13 @@ def test_a_failed_request_is_followed_by_one_probe(server, monkeypatch):
         server.die()
         sink.log_metrics("r1", 0, {"loss": 1.0})
         assert wait_until(lambda: warnings, timeout=3.0)
-        time.sleep(0.3)  # a retry would have come by now
     finally:
-        sink.close(timeout=5.0)
+        sink.close(timeout=5.0)  # its last cycle is forced: a sink still retrying would try (and warn) again
+    sink._thread.join(5.0)  # close() waits briefly for a stopped sink; the count below is final once it ends
+    assert not sink._thread.is_alive()
+    mirror = sink._mirror
+    assert mirror.stopped and mirror._pending_total == 0  # given up for good: nothing kept for a retry
+    assert not any(run.pending for run in mirror._runs.values())
     assert len(warnings) == 1 and stopped_warnings(warnings) == warnings, warnings
 
 
