@@ -130,11 +130,25 @@ def test_clone_refusals_say_what_to_do(tmp_path):
     assert ctl.apply_op("clone", "r1", {}, "ctl", []).new_run_id == "r3"  # r3 has r1's label
     assert ctl.apply_op("delete", "r3", {}, "ctl", []).status == "applied"  # pending: it never trained
     never = ctl.apply_op("clone", "r3", {"warm_start": True}, "ctl", [])
-    assert never.reason == "run r3 is deleted and never finished a quantum: it has no state to warm-start from; " \
-                           "clone it from scratch instead"
+    assert never.reason == "run r3 is deleted and has no checkpoint to warm-start from; clone it from scratch instead"
     twice = ctl.apply_op("stop", "lr=1e-3", {}, "ctl", [])
     assert twice.reason == "label 'lr=1e-3' names 2 runs (r1, r3); give the run id"
     assert [r for r in ctl.runs] == ["r1", "r2", "r3"]
+
+
+def test_a_warm_start_from_a_run_without_a_checkpoint_says_what_would_give_it_one(tmp_path):
+    """A stopped run was told to clone from scratch; resuming it gives it a checkpoint (the TUI said so)."""
+    ctl = fake_pool_controller(tmp_path)
+    ctl.start()  # r2 has not begun its first chunk
+    assert ctl.runs["r2"].status == "pending" and ctl.runs["r2"].checkpoint_dir is None
+    waiting = ctl.apply_op("clone", "r2", {"warm_start": True}, "ctl", [])
+    assert (waiting.status, waiting.reason) == ("refused", "run r2 has no checkpoint yet to warm-start from: wait "
+                                                "for its first chunk, or clone it from scratch instead")
+    assert ctl.apply_op("stop", "r2", {}, "ctl", []).status == "applied"  # pending: it stops at once
+    assert ctl.runs["r2"].status == "stopped"
+    stopped = ctl.apply_op("clone", "r2", {"warm_start": True}, "ctl", [])
+    assert stopped.reason == ("run r2 was stopped before its first checkpoint: resume it and wait for its first "
+                              "chunk, or clone it from scratch instead")
 
 
 def test_a_run_is_found_by_its_label_only_when_no_other_run_has_it(tmp_path):

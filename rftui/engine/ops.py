@@ -148,6 +148,20 @@ def warm_fixed_reason(fixed: list[str], run: str = "the run") -> str:
             f"a clone from scratch can change {'them' if len(fixed) > 1 else 'it'})")
 
 
+def no_checkpoint_reason(run: str, status: str, cold: str = "clone it from scratch instead",
+                         resume: str = "resume it") -> str:
+    """Why a warm start from `run` (no checkpoint yet) is refused and what to do, by its status: only a run
+    that still trains gets a checkpoint by waiting. The controller's refusal and the TUI's, in the same words;
+    the TUI passes `cold` and `resume` with its key hints."""
+    if status in ("pending", "waiting", "running"):
+        return f"{run} has no checkpoint yet to warm-start from: wait for its first chunk, or {cold}"
+    if status == "stopped":
+        return f"{run} was stopped before its first checkpoint: {resume} and wait for its first chunk, or {cold}"
+    if status == "failed":
+        return f"{run} failed before its first checkpoint: there is nothing to warm-start from; {cold}"
+    return f"{run} is {status} and has no checkpoint to warm-start from; {cold}"
+
+
 def parse_edits(raw: Any) -> tuple[dict[str, Any], list[str]]:
     """Edits as {knob: value}; values given as text (`--set lr=5e-4`) are read as YAML scalars.
 
@@ -250,11 +264,7 @@ def _clone(ctl, rec, args, out) -> Result:
         return "refused", "bad edit: " + "; ".join(problems), None
     if warm:
         if rec.checkpoint_dir is None:
-            if rec.status in ("pending", "waiting", "running"):
-                return "refused", (f"run {rec.run_id} has no state yet to warm-start from; wait for its first "
-                                   "quantum"), None
-            return "refused", (f"run {rec.run_id} is {rec.status} and never finished a quantum: it has no state to "
-                               "warm-start from; clone it from scratch instead"), None
+            return "refused", no_checkpoint_reason(f"run {rec.run_id}", rec.status), None
         fixed = warm_fixed_edits(rec.spec.lora, rec.spec.training, edits)
         if fixed:
             return "refused", warm_fixed_reason(fixed, f"run {rec.run_id}"), None

@@ -19,13 +19,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from rftui.engine import events as ev
+from rftui.engine.ops import no_checkpoint_reason
 from rftui.ui.charts import ChartGrid, OverlayChart
 from rftui.ui.clone_dialog import CloneDialog
 from rftui.ui.confirm import ConfirmDialog
 from rftui.ui.details import DetailsScreen
 from rftui.ui.event_log import EventLog
 from rftui.ui.footer import KeysFooter
-from rftui.ui.model import ACTIVE, METRICS, Batch, Changes, ExperimentModel, LogLine
+from rftui.ui.model import METRICS, Batch, Changes, ExperimentModel, LogLine
 from rftui.ui.pacing import RedrawPacer
 from rftui.ui.runs_table import RunsTable
 from rftui.ui.status_bar import StatusBar
@@ -313,16 +314,10 @@ class MainScreen(Screen[None]):
         self.app.push_screen(CloneDialog(self.model.runs[target], warm), submit)
 
     def _no_checkpoint_text(self, run_id: str) -> str:
-        """Why a warm start is refused, and what to do: only a run that still trains gets a checkpoint by waiting."""
-        status, cold = self.model.runs[run_id].status, f"clone without warm start ({self.app.key_shown('clone')})"
-        if status in ACTIVE:
-            return f"{run_id} has no checkpoint yet to warm-start from: wait for its first chunk, or {cold}"
-        if status == "stopped":
-            return (f"{run_id} was stopped before its first checkpoint: resume it ({self.app.key_shown('resume')}) "
-                    f"and wait for its first chunk, or {cold}")
-        if status == "failed":
-            return f"{run_id} failed before its first checkpoint: there is nothing to warm-start from; {cold}"
-        return f"{run_id} is {status} and has no checkpoint to warm-start from; {cold}"
+        """Why a warm start is refused, and what to do: the controller's words with this keymap's keys."""
+        cold = f"clone without warm start ({self.app.key_shown('clone')})"
+        resume = f"resume it ({self.app.key_shown('resume')})"
+        return no_checkpoint_reason(run_id, self.model.runs[run_id].status, cold, resume)
 
     def action_delete(self, run_id: str | None = None) -> None:
         target = self._target(run_id)
