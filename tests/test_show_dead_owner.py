@@ -99,3 +99,26 @@ def test_a_starting_controller_records_its_pid_before_it_says_running(tmp_path, 
     finally:
         ctl.close()
     assert seen == [True]
+
+
+def test_a_closing_controller_clears_its_pid_only_after_the_workers_last_checkpoints(tmp_path, monkeypatch):
+    """Runs still say running until the workers' shutdown events are stored: no owner beside them then would read
+    as a killed experiment to a watcher."""
+    from rftui.engine.store import Store
+
+    running_when_owner_left: list[list[str]] = []
+    real_set_meta = Store.set_meta
+
+    def spy(self, key, value):
+        if key == "controller_pid" and value is None:
+            running_when_owner_left.append([r["run_id"] for r in self.list_runs() if r["status"] == "running"])
+        real_set_meta(self, key, value)
+
+    monkeypatch.setattr(Store, "set_meta", spy)
+    ctl = fake_experiment(tmp_path, "closing", num_chunks=2, max_steps=400, step_seconds=0.01)
+    ctl.start()
+    while not ctl.busy:
+        ctl.step(0.1)
+    assert ctl.store.get_run(next(iter(ctl.busy.values())))["status"] == "running"
+    ctl.close()  # a second Ctrl-C: no begin_shutdown, the pool's shutdown preempts the quantum
+    assert running_when_owner_left == [[]]

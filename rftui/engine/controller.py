@@ -135,12 +135,14 @@ class Controller:
         self._serve_requests()  # ops queued while the last step ran are applied (an API caller waits on them)
         status = "finished" if self.scheduler.is_finished() else "interrupted"
         self.store.set_meta("status", status)
-        self.store.set_meta("controller_pid", None)
-        self.store.set_meta("controller_started", None)
         if self.pool is not None:
             for worker_id, event in self.pool.shutdown():
                 self._on_worker_event(worker_id, event)
             self._flush_points()
+        # the owner goes last: until the workers' last checkpoints are stored, runs still say running, and a
+        # watcher that found no owner beside them would take the experiment for killed
+        self.store.set_meta("controller_pid", None)
+        self.store.set_meta("controller_started", None)
         close_tracking(self, status)
         late: list[Any] = []
         while self._warnings:  # e.g. MLflow's, while closing: the front end shows them after close, a watcher too
