@@ -87,10 +87,10 @@ def stopped_warnings(warnings: list[str]) -> list[str]:
     return [w for w in warnings if w.startswith("MLflow logging stopped")]
 
 
-def test_a_server_that_dies_mid_run_stops_logging_with_one_warning(server, monkeypatch):
+def test_a_server_that_dies_mid_run_stops_logging_with_one_warning(server, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", MLFLOW_DEFAULT_RETRIES)
     warnings: list[str] = []
-    sink = MlflowSink(server.uri, "exp", on_warning=warnings.append, flush_interval=0.05)
+    sink = MlflowSink(server.uri, "exp", on_warning=warnings.append, flush_interval=0.05, workdir=tmp_path)
     try:
         assert sink.start_run("r1", label="r1", params={"lr": 1}) == "run1"
         for step in range(5):
@@ -117,8 +117,11 @@ def test_a_server_that_dies_mid_run_stops_logging_with_one_warning(server, monke
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"MLflow logging stopped: the tracking server at {server.uri} stopped "
                                   "answering (connection refused)")
-    assert "remain in the experiment's state.db (`rftui show exp`)" in warnings[0]
-    assert "`rftui resume exp`" in warnings[0]
+    # where the points are, from any directory; no `rftui resume`: it refuses a finished experiment, and a
+    # run_fit user resumes from Python
+    assert warnings[0].endswith(f"remain in the experiment's state.db (`rftui show exp --workdir {tmp_path}`); "
+                                "resuming the experiment while it is unfinished offers them to MLflow again")
+    assert "rftui resume" not in warnings[0]
     assert server.metrics == [("loss", s, float(s)) for s in range(5)]
 
 
@@ -215,6 +218,7 @@ def test_an_experiment_trains_on_when_its_tracking_server_dies(tmp_path, server,
     assert killed, "no metric reached the tracking server before the end"
     warned = [e.message for e in events if isinstance(e, EngineWarning)]
     assert len(warned) == 1 and stopped_warnings(warned) == warned, warned
+    assert f"(`rftui show exp --workdir {tmp_path / 'tracked'}`)" in warned[0]  # the controller's sink knows it
     assert closed_in < 5.0
 
     twin = tracked_experiment(tmp_path / "untracked", "exp", None)

@@ -45,7 +45,8 @@ def make_controller(exp: ExperimentDir, spec: ExperimentSpec, store: Store, *, w
 
         uri = tracking_uri or spec.tracking_uri or default_tracking_uri(exp.workdir)
         store.set_meta("tracking_uri", uri)
-        controller.sink = MlflowSink(uri, spec.name, on_warning=on_warning or controller.warn)
+        controller.sink = MlflowSink(uri, spec.name, on_warning=on_warning or controller.warn,
+                                     workdir=exp.workdir)
     for run_id, live in (live_specs or {}).items():
         if run_id in controller.runs:
             controller.runs[run_id].spec = live

@@ -46,6 +46,7 @@ class SinkSettings:
     max_pending_points: int
     artifact_location: str | None
     quiet_mlflow_logs: bool
+    workdir: str | None = None  # the experiment's, for the `rftui show` hint in the stopped warning
 
 
 class MlflowMirror:
@@ -220,12 +221,17 @@ class MlflowMirror:
                 "stopped",
                 f"MLflow logging stopped: the tracking server at {self.tracking_uri} stopped answering "
                 f"({exc}); the metrics, statuses and tags not sent by then and all later ones are not in "
-                "MLflow (training continues). The metrics remain in the experiment's state.db "
-                f"(`rftui show {self.experiment_name}`); resuming the experiment before it finishes "
-                f"(`rftui resume {self.experiment_name}`) offers them to MLflow again",
+                f"MLflow (training continues). The metrics remain in the experiment's state.db{self._show_hint()}; "
+                "resuming the experiment while it is unfinished offers them to MLflow again",
             )
             return True
         return False
+
+    def _show_hint(self) -> str:
+        # Only with the experiment's workdir: a bare `rftui show NAME` reads the default workdir, maybe another one.
+        if self.workdir is None:
+            return ""
+        return f" (`rftui show {self.experiment_name} --workdir {self.workdir}`)"
 
     def _release_after_stop(self) -> None:
         """Free what waits for a server that is gone (once, on this thread)."""

@@ -23,6 +23,7 @@ that tracking can never stop or slow training:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -67,6 +68,7 @@ class MlflowSink:
     ``retry_interval`` seconds; points that could not be shipped for ``retry_window`` seconds,
     or beyond ``max_pending_points`` in memory, are dropped (with a warning).
     ``start_run`` waits at most ``start_timeout`` seconds for the MLflow run id.
+    ``workdir`` is the experiment's workdir: the warning that logging stopped names it in its `rftui show` hint.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class MlflowSink:
         max_pending_points: int = 200_000,
         artifact_location: str | None = None,
         quiet_mlflow_logs: bool = True,
+        workdir: str | os.PathLike | None = None,
     ) -> None:
         self.tracking_uri = str(tracking_uri)
         self.experiment_name = str(experiment_name)
@@ -107,6 +110,7 @@ class MlflowSink:
                 retry_interval=self.retry_interval, max_retry_interval=self.max_retry_interval,
                 retry_window=self.retry_window, max_pending_points=self.max_pending_points,
                 artifact_location=artifact_location, quiet_mlflow_logs=quiet_mlflow_logs,
+                workdir=None if workdir is None else str(workdir),
             ),
             self._warn_once,
         )
