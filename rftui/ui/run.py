@@ -41,6 +41,7 @@ def run_watch(exp: Any, spec: Any, store: Any, theme: str | None = None) -> int:
     """Watch an experiment that another process trains; quitting leaves it running. When nothing trains it
     any more (its owner died or stopped it), quitting prints the leaderboard and how to continue, as the
     hosted UI's exit does; a live experiment's watcher exits quietly."""
+    from rftui.control import controller_alive
     from rftui.report import failure_reasons, leaderboard_text, resume_hint, show_data
     from rftui.ui.watch import WatchSource
 
@@ -51,7 +52,8 @@ def run_watch(exp: Any, spec: Any, store: Any, theme: str | None = None) -> int:
         app.run()
         # As state.db says at exit, not as the screen last showed it: the owner may have died since.
         shown = show_data(exp, store, include_deleted=False)
-        if shown["status"] == "interrupted":
+        # `interrupted` beside a live owner: a clone reopened its finished experiment, which trains it now
+        if shown["status"] == "interrupted" and not controller_alive(store):
             data, reasons = shown, failure_reasons(store)
     finally:
         source.close()
