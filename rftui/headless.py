@@ -13,7 +13,7 @@ from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
 from rftui.engine.warning_tally import WarningTally
-from rftui.report import failure_reasons, json_safe, leaderboard_text, metric_text, show_data
+from rftui.report import counted, failure_reasons, json_safe, leaderboard_text, metric_text, show_data
 
 REDRAW_SECONDS = 0.25
 EXIT_INTERRUPTED = 130
@@ -85,9 +85,8 @@ class HeadlessView:
     def start_line(self) -> None:
         """The first line: the experiment's name (run_fit may have added -2), its size and where it lives."""
         ctl = self.ctl
-        runs, chunks = len(ctl.runs), ctl.spec.num_chunks
-        self.line(f"experiment {ctl.spec.name}: {runs} run{'s' * (runs != 1)}, {chunks} chunk{'s' * (chunks != 1)}, "
-                  f"directory {ctl.exp.root}")
+        self.line(f"experiment {ctl.spec.name}: {counted(len(ctl.runs), 'run')}, {counted(ctl.spec.num_chunks, 'chunk')}"
+                  f", directory {ctl.exp.root}")
 
     def render(self, events: list[Any]) -> None:
         if self.closed:

@@ -27,6 +27,11 @@ def shown_metrics(store: Store, row: Mapping[str, Any], status: str) -> dict[str
     return store.last_metrics(row["run_id"], max_step=cut)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 run`, `4 runs`: the start lines' sizes."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def resume_hint(name: str, workdir: Any) -> str:
     return f"`rftui resume {name} --workdir {workdir}` continues"
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from rftui.engine import events as ev
 from rftui.engine.messages import EvalDone, StepLogged
+from rftui.report import counted
 from rftui.ui.model import Batch, RunRow
 
 STEP_TIMEOUT = 0.25  # as headless: ops wake the controller at once, stop requests wait this long at most
@@ -111,9 +112,8 @@ class HostedSource:
         history = [(p["run_id"], p["step"], p["name"], p["value"], p["kind"]) for p in ctl.store.all_metrics(0)]
         # The first log line, as headless and run_fit begin: what trains. Workers take seconds to load
         # the model, and the log stayed empty meanwhile.
-        runs, chunks, workers = len(ctl.runs), ctl.spec.num_chunks, self.num_workers
-        start = ev.Progress(f"experiment {self.name}: {runs} run{'s' * (runs != 1)}, {chunks} chunk"
-                            f"{'s' * (chunks != 1)}; starting {workers} worker{'s' * (workers != 1)}")
+        start = ev.Progress(f"experiment {self.name}: {counted(len(ctl.runs), 'run')}, "
+                            f"{counted(ctl.spec.num_chunks, 'chunk')}; starting {counted(self.num_workers, 'worker')}")
         events = [start] + self._first + ctl.start()
         batch = self._snapshot(events, history)
         batch.status = "running"
