@@ -41,7 +41,7 @@ def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:
     if uri:
         from rftui.tracking.mlflow_sink import MlflowSink
 
-        sink = MlflowSink(uri, spec.name)
+        sink = MlflowSink(uri, spec.name, workdir=exp.workdir)
     return Controller(exp, spec, store, pool=None, sink=sink)
 
 

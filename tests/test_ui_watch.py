@@ -29,8 +29,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
-    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=100, step_seconds=0.02)
-    # r2 alone needs ~2 s: ample time to stop and resume r1 before the experiment could finish
+    controller = fake_experiment(tmp_path, num_chunks=2, max_steps=120, step_seconds=0.05)
+    # r1 trains until ~9 s in (its second chunk follows r2's first): time to stop it even on a loaded machine
 
     def trainer():
         try:
@@ -54,8 +54,8 @@ async def test_watch_follows_another_controller_and_sends_ops(tmp_path):
             await wait_for(lambda: any("stop r1: applied" in t for t in log.texts()))
             await pilot.press("r")
             await wait_for(lambda: all(r.status == "completed" for r in app.model.runs.values()))
-            assert app.model.runs["r1"].steps_done == 100
-            assert app.model.series["r1"]["loss"].steps[-1] == 100
+            assert app.model.runs["r1"].steps_done == 120
+            assert app.model.series["r1"]["loss"].steps[-1] == 120
             assert any("r2 chunk 2/2 done" in t for t in log.texts())
             await pilot.press("q")
             assert app.screen.default == "quit"
