@@ -110,7 +110,7 @@ def test_warm_start_needs_state_and_the_same_lora_shape(tmp_path):
     ctl = make_controller(tmp_path, rng, workers=1)
     ctl.start()
     early = ctl.apply_op("clone", "r1", {"warm_start": True}, "api", [])
-    assert early.status == "refused" and "no state yet" in early.reason
+    assert early.status == "refused" and "has no checkpoint yet to warm-start from: wait for its first chunk" in early.reason
     while ctl.runs["r1"].checkpoint_dir is None:
         ctl.step(0)
         ctl.pool.finish_one()
