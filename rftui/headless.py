@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
-from rftui.engine.warning_tally import WarningTally
+from rftui.engine.warning_tally import WarningTally, warning_text
 from rftui.report import counted, failure_reasons, json_safe, leaderboard_text, metric_text, show_data
 
 REDRAW_SECONDS = 0.25
@@ -135,7 +135,7 @@ class HeadlessView:
         counted = self.warned.add(event.message, event.run_id)  # the line names the run once
         if not counted.first:
             return None
-        return f"warning{' ' + event.run_id if event.run_id else ''}: {counted.text}"
+        return warning_text(counted.text, counted.runs)
 
     def _repeated_warnings(self) -> list[str]:
         return [f"warning for {', '.join(runs)}: {message}" for message, runs in self.warned.repeated()]
@@ -220,8 +220,7 @@ def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines
                 controller.begin_shutdown()
             view.render(controller.step(0.25))
         if interrupted["count"]:
-            note = (f"interrupted: checkpointed; continue with `rftui resume {controller.spec.name}"
-                    f" --workdir {controller.exp.workdir}`")
+            note = f"interrupted: checkpointed; continue with `{controller.exp.resume_command}`"
             if json_lines:  # stdout carries JSON only: the stream says it too, the person reads stderr
                 view.render([ExperimentInterrupted(controller.spec.name, str(controller.exp.workdir))])
                 print(f"rftui: {note}", file=sys.stderr)

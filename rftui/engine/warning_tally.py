@@ -45,3 +45,9 @@ def runs_text(runs: tuple[str, ...] | list[str], most: int = 4) -> str:
     if len(runs) <= most:
         return ", ".join(runs)
     return f"{', '.join(runs[:most - 1])} and {len(runs) - most + 1} more"
+
+
+def warning_text(text: str, runs: tuple[str, ...] | list[str]) -> str:
+    """`warning r1: ...`, `warning (r1, r2): ...` or `warning: ...` (no run): the run named once."""
+    who = "" if not runs else f" {runs[0]}" if len(runs) == 1 else f" ({runs_text(runs)})"
+    return f"warning{who}: {text}"

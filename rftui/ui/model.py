@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from rftui.engine import events as ev
 from rftui.engine.messages import RunFailed
-from rftui.engine.warning_tally import WarningTally, runs_text, without_run_prefix
+from rftui.engine.warning_tally import WarningTally, warning_text
 
 TERMINAL = ("completed", "failed", "deleted")
 ACTIVE = ("pending", "running", "waiting")
@@ -190,9 +190,6 @@ def describe(event: Any, runs: dict[str, RunRow]) -> LogLine | None:
         return None
     if isinstance(event, ev.OpResolved):
         return op_line(event)
-    if isinstance(event, ev.EngineWarning):
-        text = without_run_prefix(event.message, event.run_id)  # the run is named once
-        return LogLine("warning", f"warning{' ' + event.run_id if event.run_id else ''}: {text}")
     if isinstance(event, ev.WorkerRestarted):
         return LogLine("warning", f"worker {event.worker_id} died ({event.reason}); started a fresh one")
     if isinstance(event, RunFailed):
@@ -333,9 +330,7 @@ class ExperimentModel:
         counted = self._warnings.add(event.message, event.run_id)
         if not (counted.first or counted.new_run):
             return None
-        runs = counted.runs
-        who = "" if not runs else f" {runs[0]}" if len(runs) == 1 else f" ({runs_text(runs)})"
-        return LogLine("warning", f"warning{who}: {counted.text}", key=f"warning: {counted.text}")
+        return LogLine("warning", warning_text(counted.text, counted.runs), key=f"warning: {counted.text}")
 
     def _reopen(self) -> None:
         """A clone or a resume after the finish: the experiment is training again."""
