@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         exp = getattr(args, "experiment_dir", None)
         if exp is not None and exp.exists():
-            print(f"rftui: interrupted; continue with `rftui resume {exp.name} --workdir {exp.workdir}`",
+            print(f"rftui: interrupted; continue with `{exp.resume_command}`",
                   file=sys.stderr)
         else:
             print("rftui: interrupted", file=sys.stderr)

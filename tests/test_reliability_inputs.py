@@ -94,7 +94,7 @@ CASES = {
                                          run(t, "--workdir", t / "a-file" / "runs"))[2],
                            r"workdir .*a-file/runs is not writable"),
     "name-exists": (lambda t, w: (existing_experiment(w), config(t), run(t, "--workdir", w))[2],
-                    r"experiment 'smoke' already exists .*`rftui resume smoke`.*--new"),
+                    r"experiment 'smoke' already exists .*`rftui resume smoke --workdir \S+`.*--new"),
     # null, repeated keys, non-finite numbers, keymap ids, integers and names: refused before anything is made
     "null-in-grid": (lambda t, w: (config(t, **{"[1.0e-3, 3.0e-4]": "[null, 3.0e-4]"}), run(t, "--workdir", w))[1],
                      r"experiment\.yaml:31: grid\.training\.learning_rate\[0\]: expected a number, got null"),

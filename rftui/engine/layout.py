@@ -18,6 +18,11 @@ class ExperimentDir:
         return self.root.name
 
     @property
+    def resume_command(self) -> str:
+        """What continues it from any directory (`rftui resume NAME` alone finds only the default workdir's)."""
+        return f"rftui resume {self.name} --workdir {self.workdir}"
+
+    @property
     def workdir(self) -> Path:
         return self.root.parent
 

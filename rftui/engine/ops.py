@@ -81,7 +81,7 @@ def _resume(ctl, rec, args, out) -> Result:
         elif rec.status == "running" and rec.pending_preempt == "stop":
             hint = "; it stops at its next optimizer step: resume it after that"
         elif ctl.pool is None and rec.status in ("pending", "waiting"):  # no process trains the experiment
-            hint = f"; it trains when the experiment does: `rftui resume {ctl.exp.name} --workdir {ctl.exp.workdir}`"
+            hint = f"; it trains when the experiment does: `{ctl.exp.resume_command}`"
         return "refused", f"run {rec.run_id} is {rec.status}; only stopped runs can be resumed{hint}", None
     ctl.scheduler.on_run_resumed(rec.run_id)
     ctl._set_status(rec, "waiting", out, reason="")

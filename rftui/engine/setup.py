@@ -194,8 +194,8 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
     if (workdir / name).exists():
         if not new:
             raise ExperimentError(
-                f"experiment {name!r} already exists in {workdir}; continue it with `rftui resume {name}` "
-                f"(add --workdir {workdir} if needed), or start a fresh one with --new")
+                f"experiment {name!r} already exists in {workdir}; continue it with "
+                f"`{ExperimentDir.of(workdir, name).resume_command}`, or start a fresh one with --new")
         name = free_name(workdir, name)
     spec = with_seeds(replace(spec, name=name, workdir=str(workdir)))
     steps = plan_steps(spec, len(train_rows))

@@ -31,8 +31,7 @@ def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: st
     for warning in source.late_warnings:
         print(f"rftui: warning: {warning.message}", file=sys.stderr)
     if not finished:
-        print(f"rftui: stopped and checkpointed; continue with `rftui resume {controller.spec.name} "
-              f"--workdir {controller.exp.workdir}`", file=sys.stderr)
+        print(f"rftui: stopped and checkpointed; continue with `{controller.exp.resume_command}`", file=sys.stderr)
         return EXIT_INTERRUPTED if code in (None, 0, EXIT_INTERRUPTED) else code
     return 0 if code in (None, 0, EXIT_INTERRUPTED) else code
 
