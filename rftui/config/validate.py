@@ -93,11 +93,21 @@ def tokenizer_kwargs_problems(kwargs: Any, path: str, example: str) -> list[Prob
     if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
         got = f"got {type(kwargs).__name__} {kwargs!r}" if not isinstance(kwargs, dict) else "got a key that is not text"
         return [Problem(path, f"must be a dict of AutoTokenizer.from_pretrained keyword arguments, {got}", example)]
+    return unstorable_problems(kwargs, path)
+
+
+def unstorable_problems(kwargs: dict, path: str) -> list[Problem]:
+    """Model or tokenizer kwargs whose values could not be read back from the experiment's files."""
     from rftui.training.model_loading import unportable_kwargs
 
     return [Problem(f"{path}.{key}", f"a value of type {type(kwargs[key]).__name__} cannot be stored with the "
                     "experiment (a resume reads it back)", "give plain values: strings, numbers, lists and dicts")
             for key in unportable_kwargs(kwargs)]
+
+
+def dtype_key(model_kwargs: Any) -> str:
+    """The dtype keyword the user writes (`dtype`, or the older `torch_dtype`), for hints in their words."""
+    return "dtype" if isinstance(model_kwargs, dict) and "dtype" in model_kwargs else "torch_dtype"
 
 
 def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Problem]:
@@ -118,25 +128,22 @@ def _check_model_config(config: Any, path: str, allow_range: bool) -> list[Probl
     if not isinstance(fields["model_kwargs"], dict):
         problems.append(Problem(f"{path}.model_kwargs", "must be a dict", "e.g. {'torch_dtype': 'auto'}"))
     else:
-        from rftui.training.model_loading import dtype_problem, unportable_kwargs
+        from rftui.training.model_loading import dtype_problem
 
         found = dtype_problem(fields["model_kwargs"])
         if found is not None:
             problems.append(Problem(f"{path}.model_kwargs.{found[0]}", found[1], ""))
-        for key in unportable_kwargs(fields["model_kwargs"]):
-            problems.append(Problem(f"{path}.model_kwargs.{key}", f"a value of type {type(fields['model_kwargs'][key]).__name__} "
-                                    "cannot be stored with the experiment (a resume reads it back)",
-                                    "give plain values: strings, numbers, lists and dicts"))
+        problems += unstorable_problems(fields["model_kwargs"], f"{path}.model_kwargs")
     problems += tokenizer_kwargs_problems(fields["tokenizer_kwargs"], f"{path}.tokenizer_kwargs",
                                           "e.g. tokenizer_kwargs={'use_fast': True}")
     problems += _check_args("training", fields["training_args"], f"{path}.training_args", allow_range)
     if fields["peft_config"] is not None:
         problems += _check_args("lora", fields["peft_config"], f"{path}.peft_config", allow_range)
     problems += _check_args("generation", fields["generation_config"], f"{path}.generation_config", allow_range)
-    dtype_key = "dtype" if isinstance(fields["model_kwargs"], dict) and "dtype" in fields["model_kwargs"] else "torch_dtype"
+    key = dtype_key(fields["model_kwargs"])
     for args_path, args in _training_choices(fields["training_args"], f"{path}.training_args"):
         found = half_precision_problem(f"{args_path}.fp16", args.get("fp16"), fields["peft_config"],
-                                       fields["model_kwargs"], f"model_kwargs={{'{dtype_key}': 'float32'}}",
+                                       fields["model_kwargs"], f"model_kwargs={{'{key}': 'float32'}}",
                                        "peft_config=RFLoraConfig(...)")
         problems += [found] if found else []
     return problems

@@ -17,7 +17,7 @@ from rftui.config.knobs import (
 )
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.rules import coerce, did_you_mean, known_args
-from rftui.config.validate import check_value, half_precision_problem, tokenizer_kwargs_problems
+from rftui.config.validate import check_value, dtype_key, half_precision_problem, tokenizer_kwargs_problems
 from rftui.config.yaml_lines import duplicate_keys, line_map, line_of
 
 TOP_KEYS = ("name", "description", "trainer", "num_chunks", "seed", "model", "data", "training", "lora",
@@ -295,10 +295,9 @@ def parse_experiment(text: str, file: str = "<config>", base_dir: Path | None = 
     )
     space_name = "random" if is_random else "grid"
     axes = space.get("training", {})
-    dtype_key = "dtype" if "dtype" in (model.get("kwargs") or {}) else "torch_dtype"
     half = half_precision_problem(f"{space_name}.training.fp16" if "fp16" in axes else "training.fp16",
                                   axes.get("fp16", training.get("fp16")), peft, model.get("kwargs"),
-                                  f"model: {{kwargs: {{{dtype_key}: float32}}}}", "a `lora:` section")
+                                  f"model: {{kwargs: {{{dtype_key(model.get('kwargs'))}: float32}}}}", "a `lora:` section")
     if half is not None:
         r.add(half.path, half.message, half.hint)
         raise ConfigError(r.problems)
