@@ -41,3 +41,22 @@ def drive(controller, limit: float = 30.0, on_events=None) -> list:
             on_events(controller, events)
         seen += events
     return seen
+
+
+def trained_experiment(tmp_path, name="exp", **kwargs):
+    """A fake-backend experiment trained to its end and closed; its store stays open for the test to read."""
+    ctl = fake_experiment(tmp_path, name, **kwargs)
+    try:
+        drive(ctl)
+    finally:
+        ctl.close()
+    return ctl
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped: an owner that is gone."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

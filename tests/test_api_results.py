@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from mlflow import MlflowClient
 
-from engine_helpers import SAMPLES, drive, fake_experiment
+from engine_helpers import SAMPLES, fake_experiment, trained_experiment
 
 from rftui import Experiment, RFGridSearch, RFLoraConfig, RFModelConfig, RFSFTConfig
 from rftui.cli import main as cli_main
@@ -38,12 +38,8 @@ def test_each_run_fit_takes_the_next_free_name_from_the_base_name(tmp_path):
 def test_failure_reasons_reach_show_json_get_runs_info_and_mlflow(tmp_path, capsys):
     smoke = load_experiment_file(SAMPLES / "smoke.yaml").runs
     runs = (smoke[0], replace(smoke[1], formatting_func=refuse_rows))
-    ctl = fake_experiment(tmp_path, "fails", num_chunks=1, max_steps=4, runs=runs, tracking=True,
-                          crash_at=[("r1", 3, "raise")])
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    ctl = trained_experiment(tmp_path, "fails", num_chunks=1, max_steps=4, runs=runs, tracking=True,
+                             crash_at=[("r1", 3, "raise")])
     trained = "RuntimeError: fake failure in run r1 at step 3"  # in the worker, mid-training
     formatted = "ValueError: this formatter takes no rows"  # when the experiment was created
     assert cli_main(["show", "fails", "--workdir", str(tmp_path), "--json"]) == 0
@@ -63,11 +59,7 @@ def test_failure_reasons_reach_show_json_get_runs_info_and_mlflow(tmp_path, caps
 
 
 def test_get_runs_info_is_keyed_by_run_id_with_float_metrics_and_each_runs_config(tmp_path):
-    ctl = fake_experiment(tmp_path, "info", num_chunks=2, max_steps=4)
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    trained_experiment(tmp_path, "info", num_chunks=2, max_steps=4)
     experiment = Experiment("info", workdir=tmp_path)
     info = experiment.get_runs_info()
     assert list(info.columns) == ["run_id", "label", "status", "reason", "parent", "warm_start", "steps_done",
@@ -105,11 +97,7 @@ def test_an_experiment_not_in_the_workdir_is_named_with_where_it_was_looked_for(
 def test_resume_of_a_finished_experiment_says_so_and_starts_nothing(tmp_path, capsys, monkeypatch):
     import rftui.engine.assemble as assemble
 
-    ctl = fake_experiment(tmp_path, "done", num_chunks=1, max_steps=2)
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    trained_experiment(tmp_path, "done", num_chunks=1, max_steps=2)
     capsys.readouterr()
     monkeypatch.setattr(assemble, "make_controller", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
     experiment = Experiment("done", workdir=tmp_path)

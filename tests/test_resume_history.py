@@ -2,7 +2,7 @@
 past its checkpoint (it redoes those steps); a failed, completed or deleted run keeps all of it."""
 from __future__ import annotations
 
-from engine_helpers import drive, fake_experiment
+from engine_helpers import trained_experiment
 from reliability_helpers import cli, metric_steps, query
 
 from rftui.engine.setup import forget_cut_work
@@ -10,11 +10,7 @@ from rftui.engine.setup import forget_cut_work
 
 def failed_and_completed(tmp_path, name):
     """r1 fails at step 3 of its only chunk (points at steps 1 and 2, checkpoint at 0); r2 completes."""
-    ctl = fake_experiment(tmp_path, name, num_chunks=1, max_steps=4, crash_at=[("r1", 3, "raise")])
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    ctl = trained_experiment(tmp_path, name, num_chunks=1, max_steps=4, crash_at=[("r1", 3, "raise")])
     db = ctl.exp.state_db
     assert query(db, "select run_id, status, steps_done from runs order by run_id") == [
         ("r1", "failed", 0), ("r2", "completed", 4)]

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 
-from engine_helpers import drive, fake_experiment
+from engine_helpers import dead_pid, fake_experiment, trained_experiment
 
 from rftui.cli import main as cli_main
 from rftui.engine.fake_backend import fake_loss
 from rftui.engine.liveness import start_time
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.fixture
 def cut_short(tmp_path):
     """As a kill -9 leaves it: r1 `running` with its checkpoint at step 2 and points logged up to step 4."""
-    ctl = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    ctl = trained_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
     store = ctl.store
     store.update_run("r1", status="running", steps_done=2, chunks_done=1, worker_id=0)
     store.start_quantum("r1", 1, 0, 2, 4)
@@ -93,11 +82,7 @@ def test_a_starting_controller_records_its_pid_before_it_says_running(tmp_path, 
             seen.append(controller_alive(self))
 
     monkeypatch.setattr(Store, "set_meta", spy)
-    ctl = fake_experiment(tmp_path, "starting", num_chunks=1, max_steps=2)
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    trained_experiment(tmp_path, "starting", num_chunks=1, max_steps=2)
     assert seen == [True]
 
 

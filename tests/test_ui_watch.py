@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import threading
 
 import pytest
 
-from engine_helpers import drive, fake_experiment
+from engine_helpers import dead_pid, drive, fake_experiment, trained_experiment
 from ui_helpers import FixedClock, quit_app_when, wait_for
 
 from rftui.engine import events as ev
@@ -151,23 +150,13 @@ def test_the_state_follows_runs_that_train_again_after_the_finish():
 # ----------------------------------------------------------------------------- a dead owner (kill -9)
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.fixture
 def killed(tmp_path):
     """State.db as a kill -9 leaves it: status `running`, r1 `running` in chunk 2 with its checkpoint at step 2
     and points up to step 3, r2 waiting after chunk 1. The owner pid is this process until a test says otherwise.
     Written straight into the store after a full run: killing a live trainer at step 3 raced its batching
     (a slow poll could bring r1's whole chunk and leave it completed)."""
-    controller = fake_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
-    try:
-        drive(controller)
-    finally:
-        controller.close()
+    controller = trained_experiment(tmp_path, "cut", num_chunks=2, max_steps=4)
     cut = controller.store
     with sqlite3.connect(cut.path) as db:  # chunk 2 never finished for either run
         db.execute("DELETE FROM quanta WHERE chunk = 1")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from engine_helpers import drive, fake_experiment
+from engine_helpers import trained_experiment
 from ui_helpers import quit_app_when
 
 from rftui.engine.liveness import start_time
@@ -14,11 +14,7 @@ def test_quitting_the_watch_of_an_experiment_its_live_owner_reopened_prints_noth
     # A clone added to a finished experiment marks it interrupted while the owner (its UI still open) trains it.
     from rftui.ui.run import run_watch
 
-    ctl = fake_experiment(tmp_path, "reopened")
-    try:
-        drive(ctl)
-    finally:
-        ctl.close()
+    ctl = trained_experiment(tmp_path, "reopened")
     exp, spec, store = open_experiment(str(ctl.exp.root))
     ctl.store.set_meta("status", "interrupted")
     ctl.store.set_meta("controller_started", start_time(os.getpid()))
