@@ -33,7 +33,7 @@ def counted(n: int, noun: str) -> str:
 
 
 def resume_hint(name: str, workdir: Any) -> str:
-    return f"`rftui resume {name} --workdir {workdir}` continues"
+    return f"`{ExperimentDir.of(workdir, name).resume_command}` continues"
 
 
 def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
