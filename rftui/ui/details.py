@@ -1,6 +1,7 @@
-"""Run details (enter): status, the full config, a table of recent metrics and the worker log tail."""
+"""Run details (enter): status, the full config, a table of recent metrics and the run's lines of its worker's log."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -12,28 +13,56 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from rftui.ui.charts import metric_name
 from rftui.ui.model import ExperimentModel
 
-TAIL_BYTES = 16_384
-TAIL_LINES = 40
+TAIL_BYTES = 1 << 20  # a run's last quantum may lie behind many other runs' lines
+TAIL_LINES = 80  # room for a traceback (transformers' are long) and the quantum's first line
 TABLE_ROWS = 15
 REFRESH_SECONDS = 1.0
 
 
-def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
-    """The last lines of a log file (reads only its end)."""
+def _read_end(path: Path, size: int) -> str:
+    """The file's last `size` bytes, from the first whole line in them."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        start = max(0, handle.tell() - size)
+        handle.seek(start)
+        data = handle.read().decode("utf-8", errors="replace")
+    return data.split("\n", 1)[-1] if start else data
+
+
+def run_lines(text: str, run_id: str) -> list[str]:
+    """The lines of a worker log that concern `run_id`: each of its quanta, from the worker's
+    `quantum: run ID chunk` line to its `quantum done: run ID` line, or to the next quantum or worker
+    start (rftui.engine.worker writes these), so a failure's traceback, what a crash left on stderr and
+    the pool's restart line stay with the run. A worker trains one quantum at a time, so
+    the lines in between (transformers' output, warnings) are that run's."""
+    start, done = f"rftui.worker: quantum: run {run_id} chunk ", f"rftui.worker: quantum done: run {run_id} -> "
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if "rftui.worker: quantum: run " in line or "rftui.worker: ==== worker " in line:
+            inside = start in line
+        if inside:
+            out.append(line)
+            inside = done not in line
+    return out
+
+
+def run_log_tail(path: Path | None, run_id: str, lines: int = TAIL_LINES) -> str:
+    """The last lines of the worker log that concern `run_id` (a worker's log holds many runs)."""
     if path is None:
         return "(no worker has run this run yet)"
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - TAIL_BYTES))
-            data = handle.read().decode("utf-8", errors="replace")
+        mine = run_lines(_read_end(path, TAIL_BYTES), run_id)
+    except FileNotFoundError:
+        return f"({path} does not exist yet)"
     except OSError as exc:
         return f"(cannot read {path}: {exc.strerror or exc})"
-    tail = data.splitlines()[-lines:]
-    return "\n".join(tail) if tail else f"({path} is empty)"
+    if not mine:
+        return f"(no lines of {run_id} in the last {TAIL_BYTES // 1024} KiB of this log yet)"
+    return "\n".join(mine[-lines:]).rstrip()  # a traceback ends its log record with a blank line
 
 
 def metrics_rows(model: ExperimentModel, run_id: str, limit: int = TABLE_ROWS) -> tuple[list[str], list[list[str]]]:
@@ -88,6 +117,7 @@ class DetailsScreen(Screen[None]):
         self.model, self.run_id, self.log_path = model, run_id, log_path
         self.find_log = find_log
         self._shown: dict[str, object] = {}
+        self._log_read: tuple[object, str] = (None, "")  # (the log's path, size and mtime; its text)
 
     def summary(self) -> str:
         row = self.model.runs[self.run_id]
@@ -121,7 +151,8 @@ class DetailsScreen(Screen[None]):
             self.log_path = self.find_log() or self.log_path
         where = str(self.log_path) if self.log_path else "worker log"
         parts = {"summary": self.summary(), "metrics": metrics_rows(self.model, self.run_id),
-                 "log-heading": f"Log tail: {where}", "log": log_tail(self.log_path)}
+                 "log-heading": f"Log tail, {self.run_id}'s lines: {where}",
+                 "log": self._log()}
         for key, value in parts.items():
             if self._shown.get(key) == value:
                 continue
@@ -131,13 +162,24 @@ class DetailsScreen(Screen[None]):
             else:
                 self.query_one(f"#{key}", Static).update(Text(value))  # Text: a log line is never markup
 
+    def _log(self) -> str:
+        """This run's log lines, read again only when the file changed (it may be a MiB, every second)."""
+        try:
+            stat = os.stat(self.log_path) if self.log_path is not None else None
+            key: object = (self.log_path, stat.st_size, stat.st_mtime_ns) if stat else None
+        except OSError:
+            key = object()  # never equal: say why it cannot be read
+        if key is None or key != self._log_read[0]:
+            self._log_read = (key, run_log_tail(self.log_path, self.run_id))
+        return self._log_read[1]
+
     def _fill_table(self, names: list[str], rows: list[list[str]]) -> None:
         table = self.query_one("#metrics", DataTable)
         table.clear(columns=True)
         if not rows:
             table.add_column("no metrics logged yet")
             return
-        table.add_columns("step", *names)
+        table.add_columns("step", *map(metric_name, names))  # as the runs table and the charts name them
         for values in rows:
             table.add_row(*values)
 
