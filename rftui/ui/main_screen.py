@@ -258,6 +258,9 @@ class MainScreen(Screen[None]):
         app = self.app
         note = "" if app.bridge_alive else "engine stopped"
         elapsed = app.elapsed() - self._idle if self._finished_at is None else self._finished_at
+        session = getattr(app.source, "session_seconds", None)
+        if session is not None:  # a watcher: the owner's session, from state.db (it started before we did)
+            elapsed = session()
         self.query_one(StatusBar).show(self.model, elapsed, app.source.hosted, app.stopping, note)
 
     @on(ChartGrid.Resized)

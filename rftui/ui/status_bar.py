@@ -40,7 +40,8 @@ class StatusBar(Static):
         super().__init__("", **kwargs)
         self._shown = Text()
 
-    def show(self, model: ExperimentModel, elapsed: float, hosted: bool, stopping: bool, note: str = "") -> None:
+    def show(self, model: ExperimentModel, elapsed: float | None, hosted: bool, stopping: bool, note: str = "") -> None:
+        """`elapsed` None: not known (a watcher that never saw the experiment's owner)."""
         variables = self.app.theme_variables
         muted = theme_color("foreground-muted", variables)
         state = "stopping: checkpointing at the next optimizer step" if stopping else model.state()
@@ -58,7 +59,7 @@ class StatusBar(Static):
             parts.append((2, what))
         if note:
             parts.append((1, Text(note, style=theme_color("warning", variables))))
-        parts.append((3, Text.assemble(("elapsed ", muted), clock_text(elapsed))))
+        parts.append((3, Text.assemble(("elapsed ", muted), "-" if elapsed is None else clock_text(elapsed))))
         if not (stopping or state == "stopping"):  # winding down: no run will reach its end now
             eta = model.eta_seconds()
             eta_text = "-" if eta is None else ("done" if eta == 0 else clock_text(eta))

@@ -10,6 +10,9 @@ shows once. Quitting a watcher never touches the experiment.
 When the owning process is gone (kill -9, a crash) while state.db still says `running`, the watcher
 shows what `rftui show` does (rftui.report.as_left): its running runs `interrupted` at their
 checkpoints. Nothing trains them until `rftui resume`, so it says so and stops polling.
+
+The status bar's elapsed time is the owner's session's, from the stored quanta (rftui.ui.watch_clock),
+not the time since the watcher started: `session_seconds()` gives it.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from rftui.engine import events as ev
 from rftui.errors import OpRefused, RftuiError
 from rftui.report import as_left, resume_hint, shown_metrics
 from rftui.ui.model import Batch, RunRow, Series
+from rftui.ui.watch_clock import SessionClock
 
 POLL_SECONDS = 0.5
 
@@ -32,7 +36,8 @@ class WatchSource:
     hosted = False
 
     def __init__(self, exp: Any, spec: Any, store: Any, interval: float = POLL_SECONDS,
-                 submit: Callable[..., dict] | None = None, num_workers: int | None = None):
+                 submit: Callable[..., dict] | None = None, num_workers: int | None = None,
+                 wall_clock: Callable[[], float] | None = None):
         self.exp, self.spec, self.store = exp, spec, store
         self.name = spec.name
         self.interval = interval
@@ -47,6 +52,8 @@ class WatchSource:
         self._status: dict[str, str] = {}
         self._last: dict[str, dict[str, float]] = {}
         self._history: dict[str, dict[str, Series]] = {}  # run -> metric -> values by step (chunk reports)
+        self._wall: dict[str, float] = {}  # run -> wall time of its latest point
+        self.clock = SessionClock(wall_clock) if wall_clock else SessionClock()
         self._closed = False
         quanta = store.list_quanta()
         self.num_workers = num_workers or max([1] + [int(q["worker_id"]) + 1 for q in quanta
@@ -74,10 +81,12 @@ class WatchSource:
         store = self.store
         events: list[Any] = []
         fresh = store.all_metrics(self._seq)
-        rows, cut, status, abandoned = self._runs()
+        rows, cut, status, abandoned, alive = self._runs()
         points = []
         for p in fresh:
             self._seq = max(self._seq, p["seq"])
+            if p.get("wall_time") is not None:
+                self._wall[p["run_id"]] = max(self._wall.get(p["run_id"], 0.0), p["wall_time"])
             if p["step"] > cut.get(p["run_id"], p["step"]):
                 continue  # past an interrupted run's checkpoint: `rftui resume` redoes it
             points.append((p["run_id"], p["step"], p["name"], p["value"], p["kind"]))
@@ -96,7 +105,10 @@ class WatchSource:
                 events.append(ev.RunStatusChanged(row.run_id, row.status, row.reason))
             self._status[row.run_id] = row.status
         workers: dict[int, str | None] = {w: None for w in range(self.num_workers)}
-        for q in store.list_quanta():
+        quanta = store.list_quanta()
+        self.clock.update(store.get_meta("controller_pid"), store.get_meta("controller_started"), quanta,
+                          self._wall, alive, status)
+        for q in quanta:
             worker = q.get("worker_id")
             if q["status"] == "running" and abandoned:
                 continue  # lost with its process: no worker trains it
@@ -127,9 +139,10 @@ class WatchSource:
             self._stop.set()
         return Batch(events=events, points=points, runs=rows, workers=workers, status=status)
 
-    def _runs(self) -> tuple[list[RunRow], dict[str, int], str, bool]:
+    def _runs(self) -> tuple[list[RunRow], dict[str, int], str, bool, bool]:
         """The runs as `rftui show` presents them, the checkpoint step of each run a dead owner left
-        `running` (shown `interrupted`), the experiment's status, and whether its owner left it so."""
+        `running` (shown `interrupted`), the experiment's status, whether its owner left it so, and
+        whether an owner runs."""
         store = self.store
         alive = controller_alive(store)
         rows, cut = [], {}
@@ -142,7 +155,7 @@ class WatchSource:
             rows.append(row)
         stored_status = store.get_meta("status") or "created"
         status = as_left(stored_status, alive)
-        return rows, cut, status, bool(cut) or status != stored_status
+        return rows, cut, status, bool(cut) or status != stored_status, alive
 
     def _abandoned_text(self) -> str:
         pid = self.store.get_meta("controller_pid")
@@ -214,6 +227,10 @@ class WatchSource:
 
         self._pool.submit(send)
         return outer
+
+    def session_seconds(self) -> float | None:
+        """How long the owner's session has trained (None: no owner seen); stops when it finishes."""
+        return self.clock.seconds()
 
     def worker_log(self, worker_id: int) -> Path | None:
         return Path(self.exp.logs) / f"worker-{worker_id}.log"
