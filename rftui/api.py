@@ -96,9 +96,9 @@ class Experiment:
         try:
             events = controller.start()
             if view is not None:  # `rftui run --no-ui`'s first line: the name run_fit took, and where it lives
-                view.render(events)
-                events = []
                 view.start_line()
+                view.render(events)  # a resumed experiment's earlier warnings among them
+                events = []
             while not controller.finished:
                 events += controller.step(0.25)
                 if view is not None:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rftui.engine import events as ev
 from rftui.engine.controller import Controller
 from rftui.engine.messages import RunFailed
-from rftui.engine.warning_tally import WarningTally, warning_text
+from rftui.engine.warning_tally import WarningTally, without_run_prefix
 from rftui.report import counted, failure_reasons, json_safe, leaderboard_text, metric_text, show_data
 
 REDRAW_SECONDS = 0.25
@@ -53,6 +53,7 @@ class HeadlessView:
         self.last_draw = 0.0
         self.closed = False  # the reader of the stream went away (`| head`): training goes on, quietly
         self.warned = WarningTally()
+        self._earlier_unshown: set[str] = set()  # earlier sessions' warnings tallied, their line not yet written
 
     def _write(self, text: str, flush: bool = True) -> None:
         if self.closed:
@@ -91,6 +92,8 @@ class HeadlessView:
     def render(self, events: list[Any]) -> None:
         if self.closed:
             return
+        if not self.json_lines:
+            self._tally_earlier(events)
         for event in events:
             if self.json_lines:
                 self._write(event_json(event) + "\n", flush=False)
@@ -129,16 +132,27 @@ class HeadlessView:
             return f"experiment {event.name} finished: " + ", ".join(f"{v} {k}" for k, v in event.counts.items())
         return None
 
-    def _warning_line(self, event: ev.EngineWarning) -> str | None:
-        """A warning is shown once: the same one from every run of a grid (fp16 on a CPU) would fill the log.
-        The summary at the end names every run it came from."""
-        counted = self.warned.add(event.message, event.run_id)  # the line names the run once
-        if not counted.first:
-            return None
-        return warning_text(counted.text, counted.runs)
+    def _tally_earlier(self, events: list[Any]) -> None:
+        """A resumed experiment's start repeats its earlier sessions' warnings together: tallied before any is
+        written, each one's single line names all its runs."""
+        for event in events:
+            if isinstance(event, ev.EngineWarning) and event.earlier:
+                counted = self.warned.add(event.message, event.run_id, earlier=True)
+                if counted.first:
+                    self._earlier_unshown.add(counted.text)
 
-    def _repeated_warnings(self) -> list[str]:
-        return [f"warning for {', '.join(runs)}: {message}" for message, runs in self.warned.repeated()]
+    def _warning_line(self, event: ev.EngineWarning) -> str | None:
+        """A warning is shown once: the same one from every run of a grid (fp16 on a CPU) would fill the log,
+        and one an earlier session gave is not shown again when it recurs. The summary at the end (the
+        leaderboard's warnings) names every run each came from."""
+        if event.earlier:  # tallied by render(); written at the first of its events
+            text = without_run_prefix(event.message, event.run_id)
+            if text not in self._earlier_unshown:
+                return None
+            self._earlier_unshown.discard(text)
+            return self.warned.line(text)
+        counted = self.warned.add(event.message, event.run_id)  # the line names the run once
+        return self.warned.line(counted.text) if counted.first else None
 
     def _clear_bars(self) -> None:
         if self.tty and self.bar_lines:
@@ -183,8 +197,9 @@ class HeadlessView:
         if self.json_lines or self.closed:
             return
         data = show_data(self.ctl.exp, self.ctl.store, include_deleted=False)
-        summary = [leaderboard_text(data, failure_reasons(self.ctl.store), self.resume_with), *self._repeated_warnings()]
-        self._write("\n" + "\n".join(summary) + "\n")
+        # the leaderboard ends with every warning state.db kept, this session's and earlier ones', as `rftui show`
+        summary = leaderboard_text(data, failure_reasons(self.ctl.store), self.resume_with)
+        self._write("\n" + summary + "\n")
 
 
 def point_at_devnull(stream: TextIO) -> None:
@@ -212,9 +227,9 @@ def run_headless(controller: Controller, stream: TextIO = sys.stdout, json_lines
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        view.render(list(first_events or []))
-        if not json_lines:
+        if not json_lines:  # first: the warnings a resumed experiment's start repeats come after it
             view.start_line()
+        view.render(list(first_events or []))
         while not controller.finished:
             if interrupted["count"] == 1 and not controller.stopping:
                 controller.begin_shutdown()

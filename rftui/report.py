@@ -8,6 +8,7 @@ from typing import Any
 
 from rftui.engine.layout import ExperimentDir
 from rftui.engine.store import Store
+from rftui.engine.warning_tally import WarningTally, warning_text
 
 SHOWN_METRICS = ("loss", "eval_loss", "rougeL", "bleu")
 
@@ -59,7 +60,18 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
             "metrics": {name: last.get(name) for name in SHOWN_METRICS},
         })
     status = as_left(store.get_meta("status") or "created", alive)
-    return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs}
+    return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs,
+            "warnings": kept_warnings(store)}
+
+
+def kept_warnings(store: Store) -> list[dict[str, Any]]:
+    """The engine warnings state.db kept, one per text (without its `run <id>: `) with the runs that gave it
+    and when it was first given (unix time); oldest first."""
+    tally, first_at = WarningTally(), {}
+    for row in store.warnings():
+        text = tally.add(row["message"], row["run_id"]).text
+        first_at.setdefault(text, row["created_at"])  # rows come oldest first
+    return [{"message": text, "runs": list(runs), "first_at": first_at[text]} for text, runs in tally.runs.items()]
 
 
 def json_safe(value: Any) -> Any:
@@ -96,8 +108,9 @@ def metric_text(value: Any) -> str:
 
 
 def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None, resume_with: str | None = None) -> str:
-    """Runs sorted by eval loss (best first), with status, progress and last metrics. An interrupted experiment's
-    title says how to continue: `resume_with` (the Python API's call) or else the CLI's `rftui resume`."""
+    """Runs sorted by eval loss (best first), with status, progress and last metrics, then the failed runs'
+    reasons and the kept warnings (one line each, naming its runs). An interrupted experiment's title says how
+    to continue: `resume_with` (the Python API's call) or else the CLI's `rftui resume`."""
     # A clone without edits has its source's label: the `from` column tells the two rows apart.
     clones = any(run.get("parent") for run in data["runs"])
     header = ["#", "id", "label", *(["from"] if clones else []), "status", "steps", "chunks", *SHOWN_METRICS]
@@ -117,6 +130,7 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
     out += [line(r) for r in rows]
     for run_id, reason in (reasons or {}).items():
         out.append(f"  {run_id}: {reason}")
+    out += [warning_text(w["message"], w["runs"]) for w in data.get("warnings") or ()]
     return "\n".join(out)
 
 

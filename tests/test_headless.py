@@ -26,15 +26,20 @@ def test_a_warning_every_run_gives_is_shown_once_and_summed_up_at_the_end(ctl):
     out = io.StringIO()
     view = HeadlessView(ctl, out, json_lines=False, tty=False)
     fp16 = "fp16 is ignored on cpu; training in fp32"
-    view.render([ev.EngineWarning(f"run r1: {fp16}", "r1"), ev.EngineWarning("MLflow tracking unavailable", None)])
-    view.render([ev.EngineWarning(f"run r2: {fp16}", "r2"), ev.EngineWarning("MLflow tracking unavailable", None)])
-    view.render([ev.EngineWarning(f"run r1: {fp16}", "r1")])  # a restarted worker says it again
+
+    def given(message, run_id=None):  # as the controller gives it: kept in state.db, then an event
+        ctl.store.add_warning(message, run_id)
+        return ev.EngineWarning(message, run_id)
+
+    view.render([given(f"run r1: {fp16}", "r1"), given("MLflow tracking unavailable")])
+    view.render([given(f"run r2: {fp16}", "r2"), given("MLflow tracking unavailable")])
+    view.render([given(f"run r1: {fp16}", "r1")])  # a restarted worker says it again
     live = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
     assert live == [f"warning r1: {fp16}", "warning: MLflow tracking unavailable"]  # the run named once
     view.finish()
-    summary = out.getvalue().splitlines()
-    assert summary[-1] == f"warning for r1, r2: {fp16}"
-    assert sum("MLflow tracking unavailable" in line for line in summary) == 1
+    summary = out.getvalue().splitlines()  # the leaderboard's warnings, as `rftui show` lists them
+    assert summary[-2:] == [f"warning (r1, r2): {fp16}", "warning: MLflow tracking unavailable"]
+    assert sum("MLflow tracking unavailable" in line for line in summary) == 2  # live, then in the summary
 
 
 def _strict_json(line: str):

@@ -46,7 +46,7 @@ def test_the_tally_strips_only_the_run_s_own_prefix():
     assert tally.add("run r1: x", "r1").text == "x"
     assert tally.add("run r1: x", "r2").text == "run r1: x"  # another run's prefix is part of the text
     assert tally.add("run r2: x", "r2").runs == ("r1", "r2")
-    assert tally.repeated() == [("x", ["r1", "r2"])]
+    assert tally.runs == {"x": ["r1", "r2"], "run r1: x": ["r2"]}
     assert runs_text(["r1", "r2", "r3", "r4"]) == "r1, r2, r3, r4"
 
 

@@ -104,6 +104,11 @@ class Controller:
         for rec in self.runs.values():
             start_tracking(self, rec)
             out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
+        # A resumed experiment's front end starts with an empty log: the warnings earlier sessions kept are
+        # shown again, marked as theirs; kept already, they are not stored again when they recur.
+        for row in self.store.warnings():
+            self._warnings_kept.add((row["run_id"], row["message"]))
+            out.append(ev.EngineWarning(row["message"], row["run_id"], earlier=True))
         replay_metrics(self)
         return out
 

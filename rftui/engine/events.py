@@ -66,6 +66,7 @@ class OpResolved:
 class EngineWarning:
     message: str
     run_id: str | None = None
+    earlier: bool = False  # kept by an earlier session: a resumed experiment's start shows it again
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """Warnings by text, with the runs each came from, so that front ends show a repeated warning once.
 
 Every run of a grid gives the same warning (fp16 ignored on a CPU, full fine-tuning, ...), each
-saying `run <id>: ...`; the headless view and the TUI both fold them here by the text that follows.
+saying `run <id>: ...`; the headless view, the TUI and `rftui show` all fold them here by the text that follows.
+A resumed experiment's start repeats the warnings its earlier sessions kept; their line says so until this
+session gives the same warning too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+EARLIER = " (earlier session)"  # the mark of a warning that only earlier sessions of the experiment gave
 
 
 def without_run_prefix(message: str, run_id: str | None) -> str:
@@ -20,24 +24,31 @@ class Counted:
     runs: tuple[str, ...]  # the distinct runs that gave it so far, in order
     first: bool            # never seen before
     new_run: bool          # a run that had not given it yet (always False for a warning without a run)
+    revived: bool = False  # this session gives a warning only earlier sessions had given: its line loses the mark
 
 
 class WarningTally:
     def __init__(self) -> None:
         self.runs: dict[str, list[str]] = {}  # text -> the distinct runs it came from, in order
+        self.earlier: set[str] = set()        # the texts only earlier sessions gave so far
 
-    def add(self, message: str, run_id: str | None) -> Counted:
+    def add(self, message: str, run_id: str | None, earlier: bool = False) -> Counted:
         text = without_run_prefix(message, run_id)
         first = text not in self.runs
         runs = self.runs.setdefault(text, [])
         new_run = bool(run_id) and run_id not in runs
         if new_run:
             runs.append(run_id)
-        return Counted(text, tuple(runs), first, new_run)
+        revived = not earlier and text in self.earlier
+        if earlier and first:
+            self.earlier.add(text)
+        elif not earlier:
+            self.earlier.discard(text)
+        return Counted(text, tuple(runs), first, new_run, revived)
 
-    def repeated(self) -> list[tuple[str, list[str]]]:
-        """(text, runs) of each warning that more than one run gave."""
-        return [(text, list(runs)) for text, runs in self.runs.items() if len(runs) > 1]
+    def line(self, text: str) -> str:
+        """The line of a tallied warning as it stands: every run so far, marked while only earlier sessions gave it."""
+        return warning_text(text, self.runs[text]) + (EARLIER if text in self.earlier else "")
 
 
 def runs_text(runs: tuple[str, ...] | list[str], most: int = 4) -> str:

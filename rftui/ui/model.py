@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from rftui.engine import events as ev
 from rftui.engine.messages import RunFailed
-from rftui.engine.warning_tally import WarningTally, warning_text
+from rftui.engine.warning_tally import WarningTally
 
 TERMINAL = ("completed", "failed", "deleted")
 ACTIVE = ("pending", "running", "waiting")
@@ -326,11 +326,12 @@ class ExperimentModel:
 
     def _warning_line(self, event: ev.EngineWarning) -> LogLine | None:
         """A warning is shown once: the same one from every run of a grid would fill the log. A run that
-        gives it too re-lists the runs in that line (its key); the same run saying it again adds nothing."""
-        counted = self._warnings.add(event.message, event.run_id)
-        if not (counted.first or counted.new_run):
+        gives it too re-lists the runs in that line (its key); the same run saying it again adds nothing. A
+        resumed experiment's earlier sessions' warnings are marked so, until this session gives them too."""
+        counted = self._warnings.add(event.message, event.run_id, earlier=event.earlier)
+        if not (counted.first or counted.new_run or counted.revived):
             return None
-        return LogLine("warning", warning_text(counted.text, counted.runs), key=f"warning: {counted.text}")
+        return LogLine("warning", self._warnings.line(counted.text), key=f"warning: {counted.text}")
 
     def _reopen(self) -> None:
         """A clone or a resume after the finish: the experiment is training again."""

@@ -27,9 +27,8 @@ def run_hosted(controller: Any, first_events: list[Any] | None = None, theme: st
             source.closed_event.wait()
     finished = controller.store.get_meta("status") == "finished"
     data = show_data(controller.exp, controller.store, include_deleted=False)
+    # its warnings too: the event log is gone with the screen, and those given while closing never reached it
     print(leaderboard_text(data, failure_reasons(controller.store)))
-    for warning in source.late_warnings:
-        print(f"rftui: warning: {warning.message}", file=sys.stderr)
     if not finished:
         print(f"rftui: stopped and checkpointed; continue with `{controller.exp.resume_command}`", file=sys.stderr)
         return EXIT_INTERRUPTED if code in (None, 0, EXIT_INTERRUPTED) else code

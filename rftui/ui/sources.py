@@ -93,7 +93,6 @@ class HostedSource:
         self._shutdown_begun = False
         self._closed = False
         self.opened = False
-        self.late_warnings: list[Any] = []  # given while closing, after the last screen update
         self.closed_event = threading.Event()  # set once close() has run (the CLI waits on it)
         start_resource_tracker()
 
@@ -144,7 +143,7 @@ class HostedSource:
         if self.opened and not self._closed:
             self._closed = True
             try:
-                self.late_warnings = self.controller.close()  # the screen is gone: the CLI prints them
+                self.controller.close()  # its warnings are kept: the CLI's leaderboard after the screen lists them
             finally:
                 self.closed_event.set()
 
