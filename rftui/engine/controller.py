@@ -27,6 +27,7 @@ from rftui.engine.ops import KNOWN_OPS
 from rftui.engine.run_mirror import close_tracking, mirror_status, replay_metrics, start_tracking
 from rftui.engine.runs import TERMINAL, RunRecord
 from rftui.engine.scheduler import ChunkFairScheduler
+from rftui.engine.session_clock import reopen_session, start_session, stop_session
 from rftui.engine.store import Store
 
 log = logging.getLogger("rftui.controller")
@@ -97,6 +98,7 @@ class Controller:
         # owner first, status last: a watcher that reads `running` must find a live owner beside it
         self.store.set_meta("controller_started", start_time(os.getpid()))
         self.store.set_meta("controller_pid", os.getpid())
+        start_session(self.store, time.time())
         self.store.set_meta("status", "running")
         if self.pool is not None:
             self.pool.start()
@@ -115,11 +117,17 @@ class Controller:
     def add_run(self, rec: RunRecord, out: list[Any]) -> None:
         """A new run (a clone) joins the rotation at once."""
         self._register(rec)
-        if self.store.get_meta("status") == "finished":
-            self.store.set_meta("status", "interrupted")
-        self._finished_reported = False
+        self.reopen()
         start_tracking(self, rec)
         out.append(ev.RunAdded(rec.run_id, rec.spec.label, rec.parent, rec.warm_start))
+
+    def reopen(self) -> None:
+        """A run joined or came back (a clone, a resumed stopped run): an experiment that had finished trains
+        again, and its session clock goes on from where it stopped."""
+        if self.store.get_meta("status") == "finished":
+            reopen_session(self.store, time.time())
+            self.store.set_meta("status", "interrupted")
+        self._finished_reported = False
 
     @property
     def finished(self) -> bool:
@@ -139,6 +147,7 @@ class Controller:
             self._closed = True
         self._serve_requests()  # ops queued while the last step ran are applied (an API caller waits on them)
         status = "finished" if self.scheduler.is_finished() else "interrupted"
+        stop_session(self.store, time.time())
         self.store.set_meta("status", status)
         if self.pool is not None:
             for worker_id, event in self.pool.shutdown():
@@ -178,6 +187,7 @@ class Controller:
             out.append(self._warning(self._warnings.popleft()))
         if self.finished and not self._finished_reported and not self.stopping:
             self._finished_reported = True
+            stop_session(self.store, time.time())
             self.store.set_meta("status", "finished")
             counts: dict[str, int] = {}
             for rec in self.runs.values():

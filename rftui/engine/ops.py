@@ -85,9 +85,7 @@ def _resume(ctl, rec, args, out) -> Result:
         return "refused", f"run {rec.run_id} is {rec.status}; only stopped runs can be resumed{hint}", None
     ctl.scheduler.on_run_resumed(rec.run_id)
     ctl._set_status(rec, "waiting", out, reason="")
-    if ctl.store.get_meta("status") == "finished":  # it ended with this run stopped: `rftui resume` trains it
-        ctl.store.set_meta("status", "interrupted")
-        ctl._finished_reported = False
+    ctl.reopen()  # it ended with this run stopped: `rftui resume` trains it
     return "applied", None, None
 
 

@@ -41,7 +41,7 @@ class StatusBar(Static):
         self._shown = Text()
 
     def show(self, model: ExperimentModel, elapsed: float | None, hosted: bool, stopping: bool, note: str = "") -> None:
-        """`elapsed` None: not known (a watcher that never saw the experiment's owner)."""
+        """`elapsed` None: not known (a watcher on a state.db written before the session clock was kept)."""
         variables = self.app.theme_variables
         muted = theme_color("foreground-muted", variables)
         state = "stopping: checkpointing at the next optimizer step" if stopping else model.state()

@@ -11,23 +11,24 @@ When the owning process is gone (kill -9, a crash) while state.db still says `ru
 shows what `rftui show` does (rftui.report.as_left): its running runs `interrupted` at their
 checkpoints. Nothing trains them until `rftui resume`, so it says so and stops polling.
 
-The status bar's elapsed time is the owner's session's, from the stored quanta (rftui.ui.watch_clock),
-not the time since the watcher started: `session_seconds()` gives it.
+The status bar's elapsed time is the owner's session's, from the clock the controller keeps in state.db
+(rftui.engine.session_clock), not the time since the watcher started: `session_seconds()` gives it.
 """
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from rftui.control import controller_alive, submit as control_submit
 from rftui.engine import events as ev
+from rftui.engine.session_clock import STARTED, STOPPED, session_seconds
 from rftui.errors import OpRefused, RftuiError
 from rftui.report import as_left, resume_hint, shown_metrics
 from rftui.ui.model import Batch, RunRow, Series
-from rftui.ui.watch_clock import SessionClock
 
 POLL_SECONDS = 0.5
 
@@ -53,7 +54,8 @@ class WatchSource:
         self._last: dict[str, dict[str, float]] = {}
         self._history: dict[str, dict[str, Series]] = {}  # run -> metric -> values by step (chunk reports)
         self._wall: dict[str, float] = {}  # run -> wall time of its latest point
-        self.clock = SessionClock(wall_clock) if wall_clock else SessionClock()
+        self._wall_clock = wall_clock or time.time
+        self._session: tuple[dict[str, Any], bool, float | None] = ({}, False, None)  # meta, owner alive, last activity
         self._closed = False
         quanta = store.list_quanta()
         self.num_workers = num_workers or max([1] + [int(q["worker_id"]) + 1 for q in quanta
@@ -106,8 +108,9 @@ class WatchSource:
             self._status[row.run_id] = row.status
         workers: dict[int, str | None] = {w: None for w in range(self.num_workers)}
         quanta = store.list_quanta()
-        self.clock.update(store.get_meta("controller_pid"), store.get_meta("controller_started"), quanta,
-                          self._wall, alive, status)
+        ends = [q["ended_at"] for q in quanta if q.get("ended_at")]
+        self._session = ({key: store.get_meta(key) for key in (STARTED, STOPPED)}, alive,
+                         max([*self._wall.values(), *ends], default=None))  # a killed owner's clock stops there
         for q in quanta:
             worker = q.get("worker_id")
             if q["status"] == "running" and abandoned:
@@ -229,8 +232,9 @@ class WatchSource:
         return outer
 
     def session_seconds(self) -> float | None:
-        """How long the owner's session has trained (None: no owner seen); stops when it finishes."""
-        return self.clock.seconds()
+        """How long the owner's session has trained; stops when it finishes (None: a state.db without the clock)."""
+        meta, alive, last_activity = self._session
+        return session_seconds(meta, self._wall_clock(), alive, last_activity)
 
     def worker_log(self, worker_id: int) -> Path | None:
         return Path(self.exp.logs) / f"worker-{worker_id}.log"
