@@ -1,6 +1,7 @@
 """The experiment directory: where state.db, checkpoints, adapters, logs and data snapshots live."""
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ class ExperimentDir:
     def resume_command(self) -> str:
         """What continues it from any directory (`rftui resume NAME` alone finds only the default workdir's)."""
         return f"rftui resume {self.name} --workdir {self.workdir}"
+
+    def command(self, verb: str, *args: str) -> str:
+        """`rftui VERB NAME ARGS --workdir WORKDIR`: a hint that works from any directory, as resume_command."""
+        return " ".join(["rftui", verb, self.name, *args, "--workdir", shlex.quote(str(self.workdir))])
 
     @property
     def workdir(self) -> Path:
