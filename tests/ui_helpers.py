@@ -135,7 +135,7 @@ class ReplaySource:
         self.controller, self.pool = controller, pool
         self.spec = controller.spec if controller is not None else None
         self.name = self.spec.name if self.spec is not None else "replay"
-        self.workdir = controller.exp.workdir if controller is not None else None  # as HostedSource's
+        self.resume_command = controller.exp.resume_command if controller is not None else None  # as HostedSource's
         self.num_workers = pool.num_workers if pool is not None else 1
         self.respond = respond
         self.hosted_source = HostedSource(controller) if controller is not None else None

@@ -213,7 +213,7 @@ class RftuiApp(BridgeMixin, App[int]):
                 self.exit(0)
 
         self.push_screen(QuitDialog(self.source.hosted, self.model.name, self.model.finished,
-                                    getattr(self.source, "workdir", None)), chosen)
+                                    getattr(self.source, "resume_command", None)), chosen)
 
     def begin_stop(self) -> None:
         """Hosted: checkpoint and exit once the source has closed (the bridge posts SourceClosed)."""

@@ -28,11 +28,10 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("q,y", "choose('default')", "Quit", id="quit-confirm"),
     ]
 
-    def __init__(self, hosted: bool, name: str, finished: bool = False, workdir: object = None) -> None:
+    def __init__(self, hosted: bool, name: str, finished: bool = False, resume_command: str | None = None) -> None:
         super().__init__()
         self.hosted, self.name_text, self.finished = hosted, name, finished
-        # The command rftui prints on exit: without --workdir it only works from the default workdir.
-        self.resume = f"rftui resume {name}" + (f" --workdir {workdir}" if workdir is not None else "")
+        self.resume = resume_command or f"rftui resume {name}"  # the command rftui prints on exit
         self.default = "stop" if hosted else "quit"
 
     def compose(self) -> ComposeResult:

@@ -86,7 +86,7 @@ class HostedSource:
         self.controller = controller
         self.spec = controller.spec
         self.name = controller.spec.name
-        self.workdir = controller.exp.workdir  # for the resume command the quit dialog shows
+        self.resume_command = controller.exp.resume_command  # the quit dialog shows it
         self.num_workers = getattr(controller.pool, "num_workers", 1) if controller.pool is not None else 1
         self._first = list(first_events or [])
         self._stop = threading.Event()
