@@ -2,9 +2,11 @@
 (the per-run state and run creation are in :mod:`rftui.tracking.mlflow_runs`).
 
 Only the sink's background thread calls :class:`MlflowMirror`'s methods, but for
-:meth:`MlflowMirror.server_gone` (any thread). Callers of the sink read five attributes without a lock
-(single assignments; the GIL suffices): ``mlflow_ids``, ``backend_down``, ``start_wait_ok``, ``stopped``
-and ``busy_since``. ``mlflow`` is imported here lazily, on that thread.
+:meth:`MlflowMirror.check_server`, ``admit``, ``admit_control`` and ``unsent_text`` (any thread)
+and ``probe_due`` and ``probe_again`` (the sink's watch thread); the outage itself is in
+:mod:`rftui.tracking.mlflow_outage`. Callers of the sink read a few attributes
+without a lock (single assignments; the GIL suffices): ``mlflow_ids``, ``backend_down``, ``start_wait_ok``,
+``down``, ``busy_since``. ``mlflow`` is imported here lazily, on that thread.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import Counter
 from itertools import islice
 from typing import Any, Callable
 
-from rftui.tracking.mlflow_connect import TrackingServerUnreachable, check_server_answers, connect, is_http
+from rftui.tracking.mlflow_connect import connect, is_http
+from rftui.tracking.mlflow_outage import Outages
 from rftui.tracking.mlflow_runs import RunState, open_in_mlflow
 from rftui.tracking.mlflow_values import (
     MAX_METRICS_PER_BATCH,
@@ -32,6 +36,10 @@ log = logging.getLogger("rftui.tracking.mlflow_sink")  # one logger name for the
 # ----------------------------------------------------------------------------- the mirror
 
 
+class Abandoned(Exception):
+    """The sink was closed while the server was down: the thread sends nothing more."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SinkSettings:
     """How the sink talks to MLflow; see :class:`rftui.tracking.mlflow_sink.MlflowSink`."""
@@ -46,7 +54,9 @@ class SinkSettings:
     max_pending_points: int
     artifact_location: str | None
     quiet_mlflow_logs: bool
-    workdir: str | None = None  # the experiment's, for the `rftui show` hint in the stopped warning
+    workdir: str | None = None  # the experiment's, for the `rftui show` hint in the outage warnings
+    reconnect_interval: float = 2.0  # a server that stopped answering is asked again after this, doubling
+    max_reconnect_interval: float = 60.0
 
 
 class MlflowMirror:
@@ -63,10 +73,18 @@ class MlflowMirror:
         self.mlflow_ids: dict[str, str] = {}
         self.backend_down = False
         self.start_wait_ok = True
-        self.stopped = False  # an http server that answered once has gone away: nothing is sent any more
-        self._stop_lock = threading.Lock()
-        self._stop_released = False
+        # An http server that answered once and stopped answering.
+        self.outages = Outages(self.tracking_uri, self.max_pending_points, self.reconnect_interval,
+                               self.max_reconnect_interval, warn, self._show_hint)
+        self.abandoned = False  # closed while the server was down: nothing more is sent, ever
         self.busy_since: float | None = None  # monotonic start of the requests in progress, if any
+        # Metric points the callers queued that this thread has not taken in yet (it may be held in one of
+        # MLflow's own request retries for minutes): bounded too.
+        self._intake_lock = threading.Lock()
+        self.queued_points = 0
+        self.queued_runs: Counter[str] = Counter()  # runs with a start, status, tags or delete queued
+        self.intake_dropped = 0
+        self._intake_dropped_seen = 0
         # Thread-only.
         self._client: Any = None
         self._experiment_id: str | None = None
@@ -81,9 +99,28 @@ class MlflowMirror:
         for run in self._runs.values():
             run.resolve_waiters(run.mlflow_id)
 
+    @property
+    def down(self) -> bool:
+        """True while a tracking server that answered once does not answer (nothing is sent then)."""
+        return self.outages.down
+
+    def admit(self, n: int) -> bool:
+        """A caller may queue ``n`` more metric points (any thread); False when too many wait already."""
+        with self._intake_lock:
+            if self.queued_points + n > self.max_pending_points:
+                self.intake_dropped += n
+                return False
+            self.queued_points += n
+            return True
+
+    def admit_control(self, run_id: str) -> None:
+        """A caller queues a start, status, tags or delete of ``run_id`` (any thread)."""
+        with self._intake_lock:
+            self.queued_runs[run_id] += 1
+
     def wait_time(self, now: float) -> float:
         """Seconds until the next cycle is due (at most 1 s; never a busy loop)."""
-        if self.stopped:
+        if self.down or self.abandoned:
             return 1.0
         if self._client is None:
             wake = self._init_next_try if self._runs else now + 1.0
@@ -109,11 +146,14 @@ class MlflowMirror:
 
     def apply(self, op: tuple) -> None:
         kind, run_id = op[0], op[1]
-        if self.stopped:
-            if kind == "start":
-                op[-1].resolve(self.mlflow_ids.get(run_id))
-            return
         run = self._run(run_id)
+        with self._intake_lock:
+            if kind == "metrics":
+                self.queued_points -= len(op[3])
+            else:
+                self.queued_runs[run_id] -= 1
+                if self.queued_runs[run_id] <= 0:
+                    del self.queued_runs[run_id]
         if kind == "metrics":
             self._add_points(run, op[2], op[3], op[4])
             return
@@ -161,16 +201,35 @@ class MlflowMirror:
                 continue
             if key not in run.pending:
                 if self._pending_total >= self.max_pending_points:
-                    self._warn(
-                        "overflow",
-                        f"MLflow is behind: over {self.max_pending_points} metric points "
-                        "waiting; newer points are dropped from MLflow (training is unaffected)",
-                    )
-                    continue
+                    self._drop_oldest()
                 self._pending_total += 1
             if run.first_pending_at is None:
                 run.first_pending_at = time.monotonic()
             run.pending[key] = (value, ts)
+
+    def _drop_oldest(self) -> None:
+        """Make room for one point: the oldest waiting one goes (the newest show how training goes now)."""
+        waiting = [run for run in self._runs.values() if run.pending]
+        if not waiting:
+            return
+        run = min(waiting, key=lambda r: next(iter(r.pending.values()))[1])
+        run.pending.popitem(last=False)
+        self._pending_total -= 1
+        if not run.pending:
+            run.first_pending_at = None
+        self._count_dropped(1)
+
+    def _count_dropped(self, n: int) -> None:
+        """Points dropped beyond the cap: part of the outage's notes while there is one, else one warning."""
+        outage = self.outages.current
+        if outage is not None:
+            outage.dropped += n
+            return
+        self._warn(
+            "overflow",
+            f"MLflow is behind: over {self.max_pending_points} metric points waiting; more are dropped from "
+            "MLflow (training is unaffected; the experiment's state.db keeps them)",
+        )
 
     # ---------------------------------------------------------------- backend
 
@@ -202,30 +261,48 @@ class MlflowMirror:
         self._init_fail_count = 0
         return True
 
-    def server_gone(self, timeout: float | None = None) -> bool:
-        """True once an http(s) server that answered at start no longer answers one quick request: logging
-        stops for good then, with one warning. Any thread may ask (the sink's callers do while they wait on
-        this thread, which may sit in MLflow's own retries for minutes)."""
-        if self.stopped:
-            return True
+    def check_server(self, timeout: float | None = None) -> bool:
+        """True when an http(s) server that answered at start does not answer one quick request (or is
+        already known to be down): an outage starts then, with one warning, and nothing is sent until the
+        sink's watch thread finds it back (:meth:`probe_again`). Any thread may ask (the sink's callers do
+        while they wait on this thread, which may sit in MLflow's own retries for minutes)."""
         if self._client is None or not is_http(self.tracking_uri):
             return False  # never connected (retried with backoff), or a store with no server to lose
-        try:
-            check_server_answers(self.tracking_uri, **({} if timeout is None else {"timeout": timeout}))
-        except TrackingServerUnreachable as exc:
-            with self._stop_lock:
-                if self.stopped:
-                    return True
-                self.stopped = self.backend_down = True
-            self._warn(
-                "stopped",
-                f"MLflow logging stopped: the tracking server at {self.tracking_uri} stopped answering "
-                f"({exc}); the metrics, statuses and tags not sent by then and all later ones are not in "
-                f"MLflow (training continues). The metrics remain in the experiment's state.db{self._show_hint()}; "
-                "resuming the experiment while it is unfinished offers them to MLflow again",
-            )
+        if self.outages.check(timeout):
+            self.backend_down = True
             return True
         return False
+
+    def probe_due(self, now: float) -> bool:
+        return not self.abandoned and self.outages.probe_due(now)
+
+    def probe_again(self) -> bool:
+        """The watch thread asks a server that is down again; True when it answers (send what waited)."""
+        if not self.outages.probe_again():
+            return False
+        self.backend_down = False
+        return True
+
+    def _outage_over(self) -> None:
+        """After a cycle while the server answers again: once nothing waits, the outage is over."""
+        outage = self.outages.current
+        if outage is not None and not outage.down and not self._has_backlog():
+            self.outages.end()
+
+    def _has_backlog(self) -> bool:
+        return any((run.label is not None or run.attach_id is not None) and not run.deleted
+                   and (run.pending or run.has_control_work()) for run in self._runs.values())
+
+    def unsent_text(self) -> str | None:
+        """At close while the server is down (any thread): what was never sent, for the closing warning."""
+        if not self.down:
+            return None
+        runs = list(self._runs.values())  # one C call: safe while this thread may still be taking ops in
+        with self._intake_lock:
+            unsent_runs = set(self.queued_runs)
+        unsent_runs.update(run.run_id for run in runs if run.has_control_work() and not run.deleted)
+        return self.outages.unsent(self._pending_total + self.queued_points, len(unsent_runs),
+                                   self.intake_dropped - self._intake_dropped_seen)
 
     def _show_hint(self) -> str:
         # Only with the experiment's workdir: a bare `rftui show NAME` reads the default workdir, maybe another one.
@@ -233,24 +310,17 @@ class MlflowMirror:
             return ""
         return f" (`rftui show {self.experiment_name} --workdir {self.workdir}`)"
 
-    def _release_after_stop(self) -> None:
-        """Free what waits for a server that is gone (once, on this thread)."""
-        if self._stop_released:
-            return
-        self._stop_released = True
-        for run in self._runs.values():
-            self._drop_pending(run)
-            run.resolve_waiters(run.mlflow_id)
-
     def _backoff(self, failures: int) -> float:
         return min(self.max_retry_interval, self.retry_interval * (2 ** max(0, failures - 1)))
 
     # ---------------------------------------------------------------- shipping
 
     def cycle(self, now: float, *, force: bool) -> None:
-        if self.stopped:
-            self._release_after_stop()
-            return
+        if self.intake_dropped != self._intake_dropped_seen:
+            self._count_dropped(self.intake_dropped - self._intake_dropped_seen)
+            self._intake_dropped_seen = self.intake_dropped
+        if self.down or self.abandoned:
+            return  # nothing is sent and nothing expires: the points wait for the server (bounded)
         if self._client is None:
             if not self._runs:
                 return
@@ -273,10 +343,11 @@ class MlflowMirror:
             self.busy_since = time.monotonic()
             try:
                 self._reconcile(run)
+            except Abandoned:
+                return
             except Exception as exc:
-                if self.server_gone():
-                    self._release_after_stop()
-                    return
+                if self.check_server():
+                    return  # the failed request's points wait for the server, in their order
                 self._run_failed(run, exc, now)
             else:
                 run.fail_count = 0
@@ -284,11 +355,14 @@ class MlflowMirror:
                 run.next_try = 0.0
             finally:
                 self.busy_since = None
+        self._outage_over()
 
     def _reconcile(self, run: RunState) -> None:
         """Bring one run's MLflow record up to date; raises on the first failed request."""
         if run.label is None and run.attach_id is None:
             return  # start_run not called yet: keep the points until it is
+        if self.abandoned:
+            raise Abandoned
         client = self._client
         if not run.started:
             self._stage = "start"
@@ -342,6 +416,8 @@ class MlflowMirror:
     def _guarded(self, run: RunState, what: str, call: Callable[[], Any]) -> bool:
         """Run one request. A permanent rejection (bad value, run gone) is warned about and
         treated as done; anything else propagates so the run is retried later."""
+        if self.abandoned:
+            raise Abandoned  # closed while this thread sat in a request to a server that was down
         try:
             call()
             return True
@@ -375,6 +451,9 @@ class MlflowMirror:
                 del run.pending[key]
                 run.shipped.add(key)
             self._pending_total -= len(chunk)
+            outage = self.outages.current
+            if outage is not None:
+                outage.sent += len(chunk)
         run.first_pending_at = None
 
     def _drop_pending(self, run: RunState) -> int:
@@ -397,6 +476,9 @@ class MlflowMirror:
             run.resolve_waiters(None)
         if now - run.failing_since >= self.retry_window and run.pending:
             n = self._drop_pending(run)
+            outage = self.outages.current
+            if outage is not None:
+                outage.dropped += n
             self._warn(
                 "dropped",
                 f"MLflow unreachable for {self.retry_window:.0f}s: dropped {n} metric points "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any, Callable
 
 from rftui.tracking.mlflow_values import IDENTITY_TAG, error_code
@@ -44,7 +45,8 @@ class RunState:
     delete_requested: bool = False
     deleted: bool = False
     shipped: set[tuple[str, int]] = dataclasses.field(default_factory=set)
-    pending: dict[tuple[str, int], tuple[float, int]] = dataclasses.field(default_factory=dict)
+    # (name, step) -> (value, timestamp ms), oldest first: the oldest go first when too many wait
+    pending: OrderedDict[tuple[str, int], tuple[float, int]] = dataclasses.field(default_factory=OrderedDict)
     first_pending_at: float | None = None
     fail_count: int = 0
     next_try: float = 0.0

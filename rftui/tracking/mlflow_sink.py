@@ -13,10 +13,14 @@ that tracking can never stop or slow training:
 * Failures (unusable URI, server down, an exception in ``log_batch``) are reported through
   ``on_warning`` once per kind, logged, and retried with backoff for a limited time while the
   points wait in memory (bounded). Nothing is raised to the caller and nothing is printed.
-* An http(s) server that answered at start and then stops answering ends MLflow logging for good, with
-  one warning. MLflow's client retries a request for minutes before it fails, so one quick probe is made
-  after a failed request, while a request takes long (a watch thread) and while a caller waits on the
-  sink's thread (closing never waits out the retries).
+* An http(s) server that answered at start and then stops answering pauses MLflow logging (one warning):
+  MLflow's client retries a request for minutes before it fails, so one quick probe of ``/health`` is made
+  after a failed request, while a request takes long (a watch thread) and while a caller waits on the sink's
+  thread. While it is down nothing is sent, the records wait (metric points bounded by
+  ``max_pending_points``, the oldest dropped beyond it), and the watch thread asks the server again with
+  backoff; when it answers, what waited is sent in order and one note says logging resumed. Closing never
+  waits for the server: what was not sent by then is said in one warning, and the sink's thread, which may
+  still sit in one of MLflow's request retries, sends nothing after it.
 
 ``mlflow`` is imported lazily, in the sink's thread, so importing this module is cheap.
 """
@@ -53,6 +57,7 @@ log.addHandler(logging.NullHandler())  # never fall through to logging's stderr 
 STUCK_AFTER = 1.0  # seconds a caller waits on the sink's thread before checking the server is still there
 REQUEST_STUCK_AFTER = 2.0  # seconds a request may take before the watch thread checks the server
 WATCH_INTERVAL = 0.5
+CLOSE_GRACE = 0.5  # seconds close gives the thread to take in what is queued while the server is down
 
 
 # ----------------------------------------------------------------------------- the sink
@@ -68,7 +73,9 @@ class MlflowSink:
     ``retry_interval`` seconds; points that could not be shipped for ``retry_window`` seconds,
     or beyond ``max_pending_points`` in memory, are dropped (with a warning).
     ``start_run`` waits at most ``start_timeout`` seconds for the MLflow run id.
-    ``workdir`` is the experiment's workdir: the warning that logging stopped names it in its `rftui show` hint.
+    An http(s) server that stopped answering mid-run is asked again after ``reconnect_interval`` seconds,
+    doubling up to ``max_reconnect_interval``; meanwhile nothing expires (but for ``max_pending_points``).
+    ``workdir`` is the experiment's workdir: the outage warnings name it in their `rftui show` hint.
     """
 
     def __init__(
@@ -87,6 +94,8 @@ class MlflowSink:
         artifact_location: str | None = None,
         quiet_mlflow_logs: bool = True,
         workdir: str | os.PathLike | None = None,
+        reconnect_interval: float = 2.0,
+        max_reconnect_interval: float = 60.0,
     ) -> None:
         self.tracking_uri = str(tracking_uri)
         self.experiment_name = str(experiment_name)
@@ -111,6 +120,8 @@ class MlflowSink:
                 retry_window=self.retry_window, max_pending_points=self.max_pending_points,
                 artifact_location=artifact_location, quiet_mlflow_logs=quiet_mlflow_logs,
                 workdir=None if workdir is None else str(workdir),
+                reconnect_interval=max(0.01, float(reconnect_interval)),
+                max_reconnect_interval=max(float(reconnect_interval), float(max_reconnect_interval)),
             ),
             self._warn_once,
         )
@@ -138,7 +149,7 @@ class MlflowSink:
         down or did not answer within ``start_timeout`` (the run is then still created in the
         background as soon as possible; :meth:`mlflow_run_id` reports it later).
         """
-        if self._closed or self._mirror.stopped:
+        if self._closed:
             return self._mirror.mlflow_ids.get(run_id)
         try:
             flat = flatten_params(redact(as_mapping(params)))
@@ -147,7 +158,7 @@ class MlflowSink:
             self._warn_once("params", f"MLflow params for run {run_id} not usable: {short_error(exc)}")
             flat, tag_map = {}, tag_dict({"rftui.run_id": run_id})
         waiter = Waiter()
-        self._queue.put(("start", str(run_id), str(label), flat, tag_map, mlflow_run_id, waiter))
+        self._put_control(("start", str(run_id), str(label), flat, tag_map, mlflow_run_id, waiter))
         if self._mirror.backend_down or not self._mirror.start_wait_ok:
             return self._mirror.mlflow_ids.get(run_id)
         if not self._wait(waiter.event, self.start_timeout):
@@ -163,8 +174,8 @@ class MlflowSink:
         self, run_id: str, step: int, metrics: Mapping[str, float], timestamp_ms: int | None = None
     ) -> None:
         """Queue metric points of one step; never blocks. Non-numeric values are ignored."""
-        if self._closed or self._mirror.stopped or not metrics:
-            return
+        if self._closed or not metrics or not self._mirror.admit(len(metrics)):
+            return  # (not admitted: this many already wait for the sink's thread; counted as dropped)
         ts = int(timestamp_ms) if timestamp_ms is not None else int(time.time() * 1000)
         self._queue.put(("metrics", str(run_id), int(step), dict(metrics), ts))
 
@@ -181,44 +192,57 @@ class MlflowSink:
         if mapped is None:
             raise ValueError(f"unknown run status {status!r}; expected one of "
                              "RUNNING, FINISHED, KILLED, FAILED, SCHEDULED")
-        if not (self._closed or self._mirror.stopped):
-            self._queue.put(("status", str(run_id), mapped, mlflow_run_id))
+        if not self._closed:
+            self._put_control(("status", str(run_id), mapped, mlflow_run_id))
 
     def set_tags(
         self, run_id: str, tags: Mapping[str, Any], *, mlflow_run_id: str | None = None
     ) -> None:
         """Set (redacted) tags on the run's MLflow run."""
-        if self._closed or self._mirror.stopped or not tags:
+        if self._closed or not tags:
             return
-        self._queue.put(("tags", str(run_id), tag_dict(tags), mlflow_run_id))
+        self._put_control(("tags", str(run_id), tag_dict(tags), mlflow_run_id))
 
     def mark_deleted(self, run_id: str, *, mlflow_run_id: str | None = None, ended: bool = False) -> None:
         """Tag ``rftui.deleted=true``, set status KILLED (unless the run had ``ended``: a finished or failed
         run keeps its status), then delete the MLflow run."""
-        if not (self._closed or self._mirror.stopped):
-            self._queue.put(("delete", str(run_id), ended, mlflow_run_id))
+        if not self._closed:
+            self._put_control(("delete", str(run_id), ended, mlflow_run_id))
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed."""
-        if self._closed or self._mirror.stopped or not self._thread.is_alive():
+        """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed; not at all while a
+        tracking server is down (nothing can be shipped then; it waits for the server)."""
+        if self._closed or self._mirror.down or not self._thread.is_alive():
             return
         done = threading.Event()
         self._queue.put(("flush", done))
         self._wait(done, max(0.0, timeout))
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush (bounded by ``timeout``) and stop the background thread. Idempotent."""
+        """Flush (bounded by ``timeout``) and stop the background thread. Idempotent. With a tracking server
+        down (or found down meanwhile), nothing is waited for: one warning says what was not sent to MLflow."""
         if self._closed:
             return
         deadline = time.monotonic() + max(0.0, timeout)
         self.flush(timeout)
         self._closed = True
-        self._watch_stop.set()
         self._queue.put(("stop",))
-        if self._mirror.stopped:  # the thread may sit in MLflow's retries for minutes: it ends on its own
-            self._thread.join(0.1)
-        else:
-            self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        # Its last cycle sends what is left; the watch thread still looks out for a server that goes away.
+        while self._thread.is_alive() and not self._mirror.down:
+            left = deadline + 0.5 - time.monotonic()
+            if left <= 0:
+                break
+            self._thread.join(min(0.1, left))
+        self._watch_stop.set()
+        if self._mirror.down:
+            # The thread may sit in MLflow's retries for minutes: it sends nothing more and ends on its own. When
+            # it is free, a moment to take in what is queued (the warning counts what is still queued anyway).
+            self._mirror.abandoned = True
+            if self._mirror.busy_since is None:
+                self._thread.join(min(CLOSE_GRACE, max(0.0, deadline - time.monotonic())))
+            unsent = self._mirror.unsent_text()
+            if unsent is not None:
+                self._warn_once("unsent", unsent)
 
     @property
     def healthy(self) -> bool:
@@ -231,28 +255,39 @@ class MlflowSink:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    def _put_control(self, op: tuple) -> None:
+        self._mirror.admit_control(op[1])  # counted, so that closing with the server down can say it was not sent
+        self._queue.put(op)
+
     def _wait(self, event: threading.Event, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) for the sink's thread to answer. When it takes long, ask whether a
-        tracking server has gone away: then logging stops, and nobody waits out MLflow's retries."""
+        tracking server has gone away: then logging pauses, and nobody waits out MLflow's retries."""
         deadline = time.monotonic() + timeout
         if event.wait(min(timeout, STUCK_AFTER)):
             return True
         left = deadline - time.monotonic()
-        if left <= 0 or self._mirror.server_gone(timeout=max(0.1, min(left, PROBE_TIMEOUT))):
+        if left <= 0 or self._mirror.check_server(timeout=max(0.1, min(left, PROBE_TIMEOUT))):
             return event.is_set()
         return event.wait(max(0.0, deadline - time.monotonic()))
 
     def _watch(self) -> None:
         """A request that takes long may be MLflow retrying a server that has gone away, for minutes: look
-        once per such request, so that the warning comes now and nothing more is sent."""
+        once per such request, so that the warning comes now and nothing more is sent. While the server is
+        down, ask it again on the backoff's schedule (here: never on a caller's thread, nor on the sink's,
+        which takes in records meanwhile), and wake the sink's thread when it answers."""
         probed: float | None = None
         while not self._watch_stop.wait(WATCH_INTERVAL):
-            if self._mirror.stopped or not self._thread.is_alive():
+            if not self._thread.is_alive():
                 return
-            since = self._mirror.busy_since
+            mirror = self._mirror
+            if mirror.probe_due(time.monotonic()):
+                if mirror.probe_again() and not self._watch_stop.is_set():
+                    self._queue.put(("wake",))
+                continue
+            since = mirror.busy_since
             if since is not None and since != probed and time.monotonic() - since >= REQUEST_STUCK_AFTER:
                 probed = since
-                self._mirror.server_gone()
+                mirror.check_server()
 
     # ------------------------------------------------------------------ warnings
 
@@ -289,6 +324,8 @@ class MlflowSink:
                     if kind == "flush":
                         self._mirror.cycle(time.monotonic(), force=True)
                         op[1].set()
+                    elif kind == "wake":  # the server answers again: send what waited now
+                        self._mirror.cycle(time.monotonic(), force=True)
                     else:
                         self._mirror.apply(op)
                     handled += 1
