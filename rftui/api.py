@@ -11,7 +11,7 @@ from rftui.config.experiment import DEFAULT_WORKDIR, ExperimentSpec
 from rftui.config.knobs import RFGridSearch, RFRandomSearch
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.rules import coerce
-from rftui.config.validate import validate_search
+from rftui.config.validate import coerced_search, validate_search
 from rftui.engine.layout import ExperimentDir
 from rftui.errors import ExperimentError
 
@@ -64,6 +64,7 @@ class Experiment:
         num_chunks, seed, workers = coerce("int", num_chunks), coerce("int", seed), coerce("int", workers)
         problems = [*_integer_problems(num_chunks=(num_chunks, 1, 4), seed=(seed, 0, 42)),
                     *_engine_problems(workers, device, tracking_uri)]
+        config_group = coerced_search(config_group)  # max_steps="4" is 4, as in a config file
         problems += validate_search(config_group)
         if problems:
             raise ConfigError(problems)

@@ -1,6 +1,7 @@
 """Validate a Python-API search and single-run knobs (clone edits) with the same argument rules."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,7 @@ from rftui.config.knobs import (
     RFSFTConfig, _ArgsConfig, as_choices,
 )
 from rftui.config.problems import Problem
-from rftui.config.rules import check_arg, coerce, known_args, knob_section
+from rftui.config.rules import check_arg, coerce, known_args, knob_section, value_kind
 
 
 def check_range(knob: Range, path: str, allow_range: bool) -> list[Problem]:
@@ -61,7 +62,7 @@ def check_value(section: str, name: str, value: Any, path: str, allow_range: boo
             for bound in (value.low, value.high):
                 problems += [p for p in check_arg(section, name, value.dtype(bound), path) if p not in problems]
         return problems
-    return check_arg(section, name, coerce(known_args(section).get(name, "any"), value), path)
+    return check_arg(section, name, coerce(value_kind(section, name), value), path)
 
 
 def _check_args(section: str, args: Any, path: str, allow_range: bool) -> list[Problem]:
@@ -200,6 +201,58 @@ def _training_choices(args: Any, path: str) -> list[tuple[str, dict]]:
     return [(path, args)] if isinstance(args, dict) else []
 
 
+def _coerced_value(section: str, name: str, value: Any) -> Any:
+    if isinstance(value, List):
+        return List([_coerced_value(section, name, choice) for choice in value.values])
+    kind = value_kind(section, name)
+    if isinstance(value, Range):
+        start, end = coerce(kind, value.start), coerce(kind, value.end)
+        if (start, end) == (value.start, value.end):
+            return value
+        return Range(start, end, dtype=None if value.dtype_inferred else value.dtype, log=value.log)
+    return coerce(kind, value)
+
+
+def _coerced_args(section: str, args: Any) -> Any:
+    if isinstance(args, List):
+        return List([_coerced_args(section, choice) for choice in args.values])
+    kwargs = args.kwargs if isinstance(args, _ArgsConfig) else args
+    if not isinstance(kwargs, dict):
+        return args  # not arguments: left for validation to name
+    kwargs = {name: _coerced_value(section, name, value) for name, value in kwargs.items()}
+    if isinstance(args, _ArgsConfig):
+        args = copy.copy(args)
+        args.kwargs = kwargs
+        return args
+    return kwargs
+
+
+def _coerced_config(config: Any) -> Any:
+    if isinstance(config, List):
+        return List([_coerced_config(choice) for choice in config.values])
+    if not isinstance(config, RFModelConfig):
+        return config
+    config = copy.copy(config)
+    fields = config.fields = dict(config.fields)
+    for field, section in (("training_args", "training"), ("peft_config", "lora"), ("generation_config", "generation")):
+        if fields[field] is not None:
+            fields[field] = _coerced_args(section, fields[field])
+    return config
+
+
+def coerced_search(group: Any) -> Any:
+    """The search with numbers written as text (`max_steps="4"`, `List(["8", "16"])`) read as numbers, as a
+    config file's are: what is checked is then what is expanded, stored and trained. The user's objects are
+    not changed; anything not understood is left as it is, for validate_search to name."""
+    if not isinstance(group, (RFGridSearch, RFRandomSearch)):
+        return _coerced_config(as_choices(group))
+    group = copy.copy(group)
+    group.configs = _coerced_config(group.configs)
+    if isinstance(group, RFRandomSearch):
+        group.num_runs, group.seed = coerce("int", group.num_runs), coerce("int", group.seed)
+    return group
+
+
 def validate_search(group: Any) -> list[Problem]:
     """Every problem in a Python-API search (RFGridSearch, RFRandomSearch, or bare configs)."""
     problems: list[Problem] = []
@@ -229,16 +282,52 @@ def validate_search(group: Any) -> list[Problem]:
 
 EDITABLE_PREFIXES = ("lora.", "generation.")
 
+# Knobs `plan --json` shows that a clone keeps: a clone's run is its source's spec with only training
+# arguments, lora.* and generation.* edited (engine/ops.py edited_spec), trained by the same workers.
+_MODEL_KNOBS = ("model_name", "tokenizer")
+_MODEL_PREFIXES = ("model_kwargs.", "tokenizer_kwargs.")
+_HOOK_KNOBS = {"formatting_func": "formatting function", "compute_metrics": "metrics function"}
+
+
+def _kept_by_clone(name: str, path: str) -> Problem | None:
+    """Why a clone cannot change `name`, for a knob of the run a clone keeps (None for any other name)."""
+    only = "only training arguments, lora.* and generation.* can change"
+    if name in _MODEL_KNOBS or name.startswith(_MODEL_PREFIXES):
+        return Problem(path, f"`{name}` cannot be changed by a clone: a clone trains its source run's model and "
+                             f"tokenizer, loaded as the source's were; {only}",
+                       "to try another model or loading, start an experiment with it (several models: a list under "
+                       "`grid: model: name:`, or RFModelConfig(model_name=List([...])))")
+    if name in _HOOK_KNOBS:
+        return Problem(path, f"`{name}` cannot be changed by a clone: a clone keeps its source run's "
+                             f"{_HOOK_KNOBS[name]}; {only}", "to use another function, start a new experiment with it")
+    return None
+
+
+def _other_section_hint(problem: Problem, arg: str) -> Problem:
+    """A bare name that is no training argument but a LoRA or generation one (`r=16`): say the knob's name."""
+    for prefix, section in (("lora", "lora"), ("generation", "generation")):
+        if arg in known_args(section):
+            return replace(problem, hint=f"`{arg}` is a {section} knob: write {prefix}.{arg}")
+    return problem
+
 
 def validate_knobs(knobs: dict[str, Any], path_prefix: str = "") -> list[Problem]:
-    """Problems with flat knobs of one run (`learning_rate`, `lora.r`, ...), e.g. clone edits."""
+    """Problems with flat knobs of one run (`learning_rate`, `lora.r`, ...), e.g. clone edits: the names of
+    `plan --json`; the run's model, tokenizer and hooks are refused with the reason (a clone keeps them)."""
     problems = []
     for name, value in knobs.items():
         section, arg = knob_section(name)
         path = f"{path_prefix}{name}"
+        kept = _kept_by_clone(name, path)
+        if kept is not None:
+            problems.append(kept)
+            continue
         if "." in name and not name.startswith(EDITABLE_PREFIXES + ("training.",)):
             problems.append(Problem(path, f"`{name}` cannot be changed here",
                                     "edit training arguments (learning_rate=...), lora.* or generation.*"))
             continue
-        problems += check_arg(section, arg, coerce(known_args(section).get(arg, "any"), value), path)
+        found = check_arg(section, arg, coerce(value_kind(section, arg), value), path)
+        if "." not in name and found and found[0].message.startswith("unknown training argument"):
+            found[0] = _other_section_hint(found[0], arg)
+        problems += found
     return problems
