@@ -32,7 +32,8 @@ def ensure_not_running(exp: ExperimentDir, store: Store) -> None:
     """Refuse to drive an experiment that another process is training (two controllers would clash)."""
     if controller_alive(store):
         raise ExperimentError(f"experiment {exp.name} is running (process {store.get_meta('controller_pid')}); "
-                              f"watch it with `rftui watch {exp.name}` or steer it with `rftui ctl {exp.name} ...`")
+                              f"watch it with `{exp.command('watch')}` or steer it with "
+                              f"`{exp.command('ctl', 'stop|resume|delete|clone', 'RUN')}`")
 
 
 def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:

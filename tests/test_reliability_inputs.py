@@ -92,7 +92,7 @@ CASES = {
                               r"Cannot load model 'nobody/no-such-model'.*offline"),
     "unwritable-workdir": (lambda t, w: ((t / "a-file").write_text("x"), config(t),
                                          run(t, "--workdir", t / "a-file" / "runs"))[2],
-                           r"workdir .*a-file/runs is not writable"),
+                           r"workdir .*a-file/runs is inside .*a-file, and .*a-file is a file, not a directory"),
     "name-exists": (lambda t, w: (existing_experiment(w), config(t), run(t, "--workdir", w))[2],
                     r"experiment 'smoke' already exists .*`rftui resume smoke --workdir \S+`.*--new"),
     # null, repeated keys, non-finite numbers, keymap ids, integers and names: refused before anything is made

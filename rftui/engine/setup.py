@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from rftui.config.experiment import ExperimentSpec, total_steps
+from rftui.config.experiment import DEFAULT_WORKDIR, ExperimentSpec, total_steps
 from rftui.config.hooks import HookError, check_hook_ref, resolve_hook
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import hook_name
@@ -23,7 +23,24 @@ from rftui.errors import ExperimentError, RftuiError
 from rftui.tracking.redact import redact
 
 
+def file_in_the_way(workdir: Path) -> Path | None:
+    """`workdir` itself or the folder above it that exists as something other than a directory (a file)."""
+    for path in (workdir, *workdir.parents):
+        if path.exists() or path.is_symlink():
+            return None if path.is_dir() else path
+    return None
+
+
+def not_a_directory_error(workdir: Path, blocker: Path) -> ExperimentError:
+    inside = "" if blocker == workdir else f"{workdir} is inside {blocker}, and "
+    return ExperimentError(f"workdir {inside}{blocker} is a file, not a directory; give --workdir (or the config's "
+                           f"`workdir:`) a directory, or a path that does not exist yet (rftui creates it)")
+
+
 def check_workdir(workdir: Path) -> None:
+    blocker = file_in_the_way(workdir)
+    if blocker is not None:
+        raise not_a_directory_error(workdir, blocker)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=workdir, prefix=".rftui-probe-", delete=True)
@@ -193,9 +210,7 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
     name = spec.name
     if (workdir / name).exists():
         if not new:
-            raise ExperimentError(
-                f"experiment {name!r} already exists in {workdir}; continue it with "
-                f"`{ExperimentDir.of(workdir, name).resume_command}`, or start a fresh one with --new")
+            raise taken_name_error(ExperimentDir.of(workdir, name), with_seeds(replace(spec, workdir=str(workdir))))
         name = free_name(workdir, name)
     spec = with_seeds(replace(spec, name=name, workdir=str(workdir)))
     steps = plan_steps(spec, len(train_rows))
@@ -238,6 +253,46 @@ def create_experiment(spec: ExperimentSpec, train_rows: Sequence[dict], eval_row
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return exp, spec, Store.open(exp.state_db)
+
+
+def taken_name_error(exp: ExperimentDir, spec: ExperimentSpec) -> ExperimentError:
+    """Why `rftui run` will not reuse an existing experiment's name, and what to do: resume it only when this is
+    its config and it has work left (resume always trains the stored config, never the file's)."""
+    from rftui.engine.config_diff import config_changes
+
+    fresh = (f"start a fresh experiment with --new (it creates {free_name(exp.workdir, exp.name)!r} and leaves "
+             f"{exp.name!r} as it is) or give this one another `name:`")
+    where = f"experiment {exp.name!r} already exists in {exp.workdir}"
+    try:  # not readonly: SQLite's read-only connection to a WAL database leaves -wal and -shm files behind
+        store = Store.open(exp.state_db)
+    except (ExperimentError, OSError) as exc:  # a folder of that name that is no (readable) experiment
+        why = "it has no state.db" if not exp.state_db.exists() else str(exc)
+        return ExperimentError(f"{exp.root} already exists and is not an experiment rftui can read ({why}); "
+                               f"{fresh}")
+    try:
+        stored, status = store.get_meta("config") or {}, store.get_meta("status")
+        pid = store.get_meta("controller_pid") if _owned(store) else None
+    finally:
+        store.close()
+    changes = config_changes(stored, redact(spec.to_dict()))
+    if changes:
+        listed = "".join(f"\n  {line}" for line in changes)
+        keeps = "it finished with its stored config" if status == "finished" else (
+            f"`{exp.resume_command}` would continue it with its stored config, not this file's")
+        return ExperimentError(f"{where} with a different config:{listed}\n{keeps}. To train this config, {fresh}")
+    if status == "finished":
+        return ExperimentError(f"{where} and already finished with this config; see its results with "
+                               f"`{exp.command('show')}`, or to train it again, {fresh}")
+    if pid:
+        return ExperimentError(f"{where} and is running this config (process {pid}); watch it with "
+                               f"`{exp.command('watch')}`, or {fresh}")
+    return ExperimentError(f"{where}; continue it with `{exp.resume_command}`, or {fresh}")
+
+
+def _owned(store: Store) -> bool:
+    from rftui.control import controller_alive  # the one liveness rule (pid and start time)
+
+    return controller_alive(store)
 
 
 def _log_format_failures(path: Path, failures: dict[str, RftuiError]) -> None:
@@ -326,9 +381,7 @@ def open_experiment(name_or_path: str, workdir: str | Path | None = None, readon
                     ) -> tuple[ExperimentDir, ExperimentSpec, Store]:
     """An existing experiment by name (in workdir) or by its directory path."""
     candidates = [Path(name_or_path)]
-    if workdir is not None or not Path(name_or_path).exists():
-        from rftui.config.experiment import DEFAULT_WORKDIR
-
+    if workdir is not None or not Path(name_or_path).is_dir():  # a file of that name (a config) hides nothing
         candidates.insert(0, Path(workdir or DEFAULT_WORKDIR) / name_or_path)
     for path in candidates:
         exp = ExperimentDir(path.expanduser().resolve())
@@ -340,6 +393,34 @@ def open_experiment(name_or_path: str, workdir: str | Path | None = None, readon
         except PermissionError as exc:  # experiment directories are private to their owner (mode 0700)
             raise ExperimentError(f"experiment {exp.root} is not accessible to you ({exc.strerror}); it belongs "
                                   "to the user who created it: run rftui as that user") from None
-    where = Path(workdir or "rftui-runs").resolve()
+    where = Path(workdir or DEFAULT_WORKDIR).expanduser().resolve()
+    blocker = file_in_the_way(where)
+    if blocker is not None:
+        raise ExperimentError(f"no experiment {name_or_path!r}: the workdir {where} is "
+                              f"{'a file' if blocker == where else f'inside {blocker}, a file'}, not a directory; "
+                              "pass --workdir the directory the experiment was created in")
+    if Path(name_or_path).is_file():
+        raise config_given_error(name_or_path, workdir)
     raise ExperimentError(f"no experiment {name_or_path!r} in {where}; list them with `ls {where}`, "
                           "or pass --workdir where it was created")
+
+
+def config_given_error(path: str, workdir: str | Path | None) -> ExperimentError:
+    """A config file given where an experiment's name belongs (`rftui resume exp.yaml`): name its experiment."""
+    head = f"{path} is a file, not an experiment: this command takes an experiment's name (or its directory)"
+    try:
+        top = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        top = None
+    name = top.get("name") if isinstance(top, dict) else None
+    if not isinstance(name, str) or not name:
+        return ExperimentError(f"{head}; `rftui run {path}` is what takes a config file")
+    # where `rftui run` would put it: --workdir first, then the file's `workdir:`
+    there = workdir or (top.get("workdir") if isinstance(top.get("workdir"), str) else None) or DEFAULT_WORKDIR
+    exp = ExperimentDir.of(there, name)
+    if exp.exists():
+        return ExperimentError(f"{head}; it is the config of experiment {name!r}: give "
+                               f"`{name} --workdir {exp.workdir}` instead")
+    run = f"rftui run {path}" + (f" --workdir {exp.workdir}" if workdir else "")
+    return ExperimentError(f"{head}; it is the config of experiment {name!r}, which does not exist in "
+                           f"{exp.workdir} yet: `{run}` creates it")

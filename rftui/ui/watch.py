@@ -211,7 +211,8 @@ class WatchSource:
         outer: Future = Future()
         if self.done:  # no longer polling (interrupted, or quitting): the outcome would never show
             outer.set_result(ev.OpResolved(None, "tui", op, run_id, "refused",
-                                           f"this watcher has stopped following {self.name}; use `rftui ctl {self.name}` "
+                                           f"this watcher has stopped following {self.name}; use "
+                                           f"`{self._ctl_command(op, run_id)}` "
                                            f"or {resume_hint(self.name, self.exp.workdir)}"))
             return outer
 
@@ -230,6 +231,11 @@ class WatchSource:
 
         self._pool.submit(send)
         return outer
+
+    def _ctl_command(self, op: str, run_id: str | None) -> str:
+        """The `rftui ctl` line doing what this watcher no longer can, with --workdir so it works from anywhere."""
+        edits = ["--set", "KNOB=VALUE"] if op == "clone" else []
+        return self.exp.command("ctl", op, run_id or "RUN", *edits)
 
     def session_seconds(self) -> float | None:
         """How long the owner's session has trained; stops when it finishes (None: a state.db without the clock)."""
