@@ -159,10 +159,10 @@ INT_ONLY = {("lora", "r"), ("training", "max_steps"), ("training", "per_device_t
             ("training", "seed"), ("generation", "max_new_tokens"), ("generation", "top_k")}
 
 
-
 def value_kind(section: str, name: str) -> str:
     """The kind a value of an argument is read as (`coerce`): an INT_ONLY argument's text is read as an integer."""
     return "int" if (section, name) in INT_ONLY else known_args(section).get(name, "any")
+
 
 def check_arg(section: str, name: str, value: Any, path: str) -> list[Problem]:
     """Problems with one plain argument value (not a List/Range) of a section."""

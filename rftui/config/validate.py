@@ -304,10 +304,10 @@ def _kept_by_clone(name: str, path: str) -> Problem | None:
 
 
 def _other_section_hint(problem: Problem, arg: str) -> Problem:
-    """A bare name that is no training argument but a LoRA or generation one (`r=16`): say the knob's name."""
-    for prefix, section in (("lora", "lora"), ("generation", "generation")):
+    """A bare name that is no training argument but a LoRA or generation one (`top_p=0.9`): say the knob's name."""
+    for section in ("lora", "generation"):
         if arg in known_args(section):
-            return replace(problem, hint=f"`{arg}` is a {section} knob: write {prefix}.{arg}")
+            return replace(problem, hint=f"`{arg}` is a {section} knob: write {section}.{arg}")
     return problem
 
 
