@@ -126,7 +126,7 @@ def test_ctl_from_a_subprocess_acts_on_a_running_experiment(tmp_path):
     by_id = {run["id"]: run for run in shown["runs"]}
     assert by_id["r2"]["status"] == "stopped"
     assert by_id["r3"]["parent"] == "r1" and by_id["r3"]["warm_start"] is False
-    assert set(shown) == {"experiment", "workdir", "status", "runs"} and shown["status"] == "interrupted"
+    assert set(shown) == {"experiment", "workdir", "status", "runs", "warnings"} and shown["status"] == "interrupted"
     assert set(by_id["r1"]) == {"id", "label", "status", "reason", "parent", "warm_start", "steps_done",
                                 "total_steps", "chunks_done", "num_chunks", "metrics"}
     assert set(by_id["r1"]["metrics"]) == {"loss", "eval_loss", "rougeL", "bleu"}
