@@ -38,12 +38,13 @@ def resume_hint(name: str, workdir: Any) -> str:
 
 
 def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) -> dict[str, Any]:
-    """The `rftui show --json` document (its shape is a public contract). A dead owner's work: see `as_left`."""
+    """The `rftui show --json` document (its shape is a public contract; it keeps deleted runs, status `deleted`).
+    Without `include_deleted`: as the leaderboards show it (`hide_deleted`). A dead owner's work: see `as_left`."""
     from rftui.control import controller_alive
 
     alive = controller_alive(store)
     runs = []
-    for row in store.list_runs(include_deleted=include_deleted):
+    for row in store.list_runs():
         status = as_left(row["status"], alive)
         last = shown_metrics(store, row, status)
         runs.append({
@@ -60,8 +61,23 @@ def show_data(exp: ExperimentDir, store: Store, include_deleted: bool = True) ->
             "metrics": {name: last.get(name) for name in SHOWN_METRICS},
         })
     status = as_left(store.get_meta("status") or "created", alive)
-    return {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs,
+    data = {"experiment": exp.name, "workdir": str(exp.workdir), "status": status, "runs": runs,
             "warnings": kept_warnings(store)}
+    return data if include_deleted else hide_deleted(data)
+
+
+def hide_deleted(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` as every text leaderboard shows it: delete hides a run (README), so its row goes, and so does it
+    from the warnings' runs (a warning only deleted runs gave goes too); `deleted_hidden` counts the hidden runs.
+    Idempotent: a document already hidden keeps its count."""
+    gone = {run["id"] for run in data["runs"] if run["status"] == "deleted"}
+    warnings = []
+    for warning in data.get("warnings") or ():
+        runs = [run for run in warning["runs"] if run not in gone]
+        if runs or not warning["runs"]:  # one about no run at all stays
+            warnings.append({**warning, "runs": runs})
+    return {**data, "runs": [run for run in data["runs"] if run["id"] not in gone], "warnings": warnings,
+            "deleted_hidden": data.get("deleted_hidden", 0) + len(gone)}
 
 
 def kept_warnings(store: Store) -> list[dict[str, Any]]:
@@ -94,7 +110,7 @@ def show_json(data: dict[str, Any]) -> str:
 def _sort_key(run: dict[str, Any]) -> tuple:
     value = run["metrics"].get("eval_loss")
     missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return (run["status"] == "deleted", missing, value if not missing else 0.0, run["id"])
+    return (missing, value if not missing else 0.0, run["id"])
 
 
 def metric_text(value: Any) -> str:
@@ -109,8 +125,10 @@ def metric_text(value: Any) -> str:
 
 def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None, resume_with: str | None = None) -> str:
     """Runs sorted by eval loss (best first), with status, progress and last metrics, then the failed runs'
-    reasons and the kept warnings (one line each, naming its runs). An interrupted experiment's title says how
-    to continue: `resume_with` (the Python API's call) or else the CLI's `rftui resume`."""
+    reasons and the kept warnings (one line each, naming its runs). Deleted runs are hidden (`hide_deleted`), with
+    a line that counts them and says where they are listed. An interrupted experiment's title says how to
+    continue: `resume_with` (the Python API's call) or else the CLI's `rftui resume`."""
+    data = hide_deleted(data)
     # A clone without edits has its source's label: the `from` column tells the two rows apart.
     clones = any(run.get("parent") for run in data["runs"])
     header = ["#", "id", "label", *(["from"] if clones else []), "status", "steps", "chunks", *SHOWN_METRICS]
@@ -128,6 +146,11 @@ def leaderboard_text(data: dict[str, Any], reasons: dict[str, str] | None = None
                   else f" — interrupted: {resume_hint(data['experiment'], data['workdir'])}")
     out = [title, line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
+    hidden = data["deleted_hidden"]
+    if hidden:
+        listed = ExperimentDir.of(data["workdir"], data["experiment"]).command("show", "--json")
+        out.append(f"({counted(hidden, 'deleted run')} hidden; `{listed}` lists "
+                   f"{'them' if hidden > 1 else 'it'})")
     for run_id, reason in (reasons or {}).items():
         out.append(f"  {run_id}: {reason}")
     out += [warning_text(w["message"], w["runs"]) for w in data.get("warnings") or ()]

@@ -123,11 +123,23 @@ class Controller:
 
     def reopen(self) -> None:
         """A run joined or came back (a clone, a resumed stopped run): an experiment that had finished trains
-        again, and its session clock goes on from where it stopped."""
+        again, and a live owner's session clock goes on from where it stopped. Applied to a stored experiment (no
+        pool: `rftui ctl`), it is `interrupted` until `rftui resume`, whose new session starts its own clock: the
+        last session's stays stopped (it would count the time until a resume or a settle, trained or not)."""
         if self.store.get_meta("status") == "finished":
-            reopen_session(self.store, time.time())
+            if self.pool is not None:
+                reopen_session(self.store, time.time())
             self.store.set_meta("status", "interrupted")
         self._finished_reported = False
+
+    def settle_stored(self) -> None:
+        """After an op on a stored experiment (no pool, its owner gone): when nothing is left to train (a clone
+        deleted before it trained, the last waiting run deleted or stopped), it is `finished` again, as a live
+        owner's `step` records it, so that `rftui resume` says there is nothing to resume instead of starting
+        workers for nothing. Its session clock is left as it is: stopped at its owner's close, or, for an owner
+        that was killed, read up to its last stored activity."""
+        if self.pool is None and self.scheduler.is_finished() and self.store.get_meta("status") != "finished":
+            self.store.set_meta("status", "finished")
 
     @property
     def finished(self) -> bool:
@@ -414,6 +426,8 @@ class Controller:
         from rftui.engine.ops import apply
 
         status, reason, new_run_id = apply(self, op, run_id, args, out)
+        if status == "applied":
+            self.settle_stored()
         if op not in KNOWN_OPS:  # not an op at all: nothing to record
             resolved = ev.OpResolved(None, source, op, run_id, status, reason, None)
             out.append(resolved)
