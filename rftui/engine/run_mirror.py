@@ -14,15 +14,21 @@ _MLFLOW_STATUS = {"running": "RUNNING", "waiting": "RUNNING", "completed": "FINI
 
 
 def start_tracking(ctl: "Controller", rec: "RunRecord") -> None:
-    """Create (or re-attach to) the run's MLflow run, with the status it has now."""
+    """Create (or re-attach to) the run's MLflow run, with the status it has now; a deleted run's stays deleted."""
     if ctl.sink is None:
         return
     from rftui.tracking.mlflow_sink import IDENTITY_TAG, flatten_params
 
     row = ctl.store.get_run(rec.run_id) or {}
+    identity = f"{ctl.spec.name}/{rec.run_id}/{row.get('created_at', 0):.6f}"
+    if rec.status == "deleted":
+        # Deleted in an earlier session: starting it would restore its MLflow run. It stays deleted there, and is
+        # deleted now if MLflow missed it (an `rftui ctl` delete while MLflow was unreachable).
+        ctl.sink.keep_deleted(rec.run_id, mlflow_run_id=row.get("mlflow_run_id"), identity=identity)
+        return
     tags = {"rftui.run_id": rec.run_id, "rftui.experiment": ctl.spec.name,
             "rftui.parent": rec.parent or "", "rftui.warm_start": str(rec.warm_start).lower(),
-            IDENTITY_TAG: f"{ctl.spec.name}/{rec.run_id}/{row.get('created_at', 0):.6f}"}
+            IDENTITY_TAG: identity}
     params = flatten_params(dict(rec.spec.knobs))
     params.setdefault("seed", str(int(rec.spec.training.get("seed", ctl.spec.seed))))  # the one trained with
     mlflow_id = ctl.sink.start_run(rec.run_id, label=f"{rec.run_id} {rec.spec.label}", params=params, tags=tags,

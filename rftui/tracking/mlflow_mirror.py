@@ -22,6 +22,7 @@ from rftui.tracking.mlflow_connect import connect, is_http
 from rftui.tracking.mlflow_outage import Outages
 from rftui.tracking.mlflow_runs import RunState, open_in_mlflow
 from rftui.tracking.mlflow_values import (
+    IDENTITY_TAG,
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
     TERMINAL_STATUSES,
@@ -127,7 +128,7 @@ class MlflowMirror:
         else:
             wake = now + 1.0
             for run in self._runs.values():
-                if (run.label is None and run.attach_id is None) or run.deleted:
+                if not run.addressable or run.deleted:
                     continue  # nothing can be shipped for these
                 if run.pending and run.first_pending_at is not None:
                     due = run.first_pending_at + self.flush_interval
@@ -182,10 +183,15 @@ class MlflowMirror:
         elif kind == "status":
             run.pending_status = op[2]
         elif kind == "delete":
+            _, _, ended, identity, _ = op
             run.delete_requested = True
             run.pending_tags["rftui.deleted"] = "true"
-            if not op[2]:  # a run that was still going is killed; a finished or failed one keeps its status
+            if ended is None:  # deleted in an earlier process: MLflow's status says whether it was going
+                run.deleted_before = True
+            elif not ended:  # a run that was still going is killed; a finished or failed one keeps its status
                 run.pending_status = "KILLED"
+            if identity and not run.started:  # its MLflow id may never have reached state.db
+                run.create_tags.setdefault(IDENTITY_TAG, identity)
 
     def _add_points(self, run: RunState, step: int, metrics: dict, ts: int) -> None:
         if run.deleted or run.delete_requested:
@@ -290,7 +296,7 @@ class MlflowMirror:
             self.outages.end()
 
     def _has_backlog(self) -> bool:
-        return any((run.label is not None or run.attach_id is not None) and not run.deleted
+        return any(run.addressable and not run.deleted
                    and (run.pending or run.has_control_work()) for run in self._runs.values())
 
     def unsent_text(self) -> str | None:
@@ -359,7 +365,7 @@ class MlflowMirror:
 
     def _reconcile(self, run: RunState) -> None:
         """Bring one run's MLflow record up to date; raises on the first failed request."""
-        if run.label is None and run.attach_id is None:
+        if not run.addressable:
             return  # start_run not called yet: keep the points until it is
         if self.abandoned:
             raise Abandoned

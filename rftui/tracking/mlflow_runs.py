@@ -43,6 +43,7 @@ class RunState:
     pending_tags: dict[str, str] = dataclasses.field(default_factory=dict)
     pending_status: str | None = None
     delete_requested: bool = False
+    deleted_before: bool = False      # deleted in an earlier process (state.db says so): see keep_deleted
     deleted: bool = False
     shipped: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     # (name, step) -> (value, timestamp ms), oldest first: the oldest go first when too many wait
@@ -52,9 +53,16 @@ class RunState:
     next_try: float = 0.0
     failing_since: float | None = None
 
+    @property
+    def addressable(self) -> bool:
+        """Its MLflow run can be created or looked up: started here, named by id, or a run deleted before this
+        process that only its identity tag can find."""
+        return (self.label is not None or self.attach_id is not None
+                or (self.delete_requested and IDENTITY_TAG in self.create_tags))
+
     def has_control_work(self) -> bool:
         return bool(
-            ((self.label is not None or self.attach_id is not None) and not self.started)
+            (self.addressable and not self.started)
             or self.pending_params
             or self.pending_tags
             or self.pending_status
@@ -79,13 +87,15 @@ def open_in_mlflow(client: Any, experiment_id: str | None, run: RunState,
     """Create the run's MLflow run, or re-attach to the one it names (or that carries its identity tag).
 
     On success ``run.started`` and ``run.mlflow_id`` are set; an adopted run whose MLflow run is gone is
-    marked deleted instead. Raises on a failed request (nothing is committed then). Returns how many pending
-    points were dropped (MLflow already has them, or the run is gone)."""
+    marked deleted instead, and so is a run to delete whose MLflow run is deleted already. A live run's
+    MLflow run deleted in MLflow (its UI) is restored; a deleted one's never is. Raises on a failed request
+    (nothing is committed then). Returns how many pending points were dropped (MLflow already has them, or
+    the run is gone)."""
     existing_params: dict[str, str] = {}
     found = None
     dropped = 0
     key = run.create_tags.get(IDENTITY_TAG)
-    if not run.attach_id and key and run.label is not None:
+    if not run.attach_id and key and (run.label is not None or run.delete_requested):
         # The caller lost the id (its process was killed before recording it): find the run it made.
         try:
             matches = client.search_runs([experiment_id], max_results=1,
@@ -100,16 +110,27 @@ def open_in_mlflow(client: Any, experiment_id: str | None, run: RunState,
         except Exception as exc:
             if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            warn(
-                "reattach",
-                f"MLflow run {run.attach_id} of run {run.run_id} not found"
-                + ("; logging to a new MLflow run" if run.label is not None else ""),
-            )
+            if not run.deleted_before:  # gone and deleted in rftui long ago: nothing to tell
+                warn(
+                    "reattach",
+                    f"MLflow run {run.attach_id} of run {run.run_id} not found"
+                    + ("; logging to a new MLflow run" if run.label is not None else ""),
+                )
+    if found is not None and run.delete_requested and found.info.lifecycle_stage == "deleted":
+        # Deleted in MLflow already (e.g. by the session that deleted the rftui run): it stays as it is (MLflow
+        # takes no tags or status on a deleted run anyway).
+        run.mlflow_id = found.info.run_id
+        run.started = run.deleted = True
+        run.pending_params.clear()
+        run.pending_tags.clear()
+        run.pending_status = None
+        return run.drop_pending()
     if found is not None:
         mid = found.info.run_id
-        if (found.info.lifecycle_stage == "deleted" and run.label is not None
-                and not run.delete_requested):
+        if found.info.lifecycle_stage == "deleted" and run.label is not None and not run.delete_requested:
             client.restore_run(mid)  # a live rftui run is shown, even if hidden in MLflow
+        if run.deleted_before and run.pending_status is None and found.info.status in ("RUNNING", "SCHEDULED"):
+            run.pending_status = "KILLED"  # no process trains it: a finished or failed one keeps its status
         shipped: set[tuple[str, int]] = set()
         for name in found.data.metrics:
             shipped.update((name, int(m.step)) for m in client.get_metric_history(mid, name))

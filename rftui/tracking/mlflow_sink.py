@@ -207,7 +207,15 @@ class MlflowSink:
         """Tag ``rftui.deleted=true``, set status KILLED (unless the run had ``ended``: a finished or failed
         run keeps its status), then delete the MLflow run."""
         if not self._closed:
-            self._put_control(("delete", str(run_id), ended, mlflow_run_id))
+            self._put_control(("delete", str(run_id), ended, None, mlflow_run_id))
+
+    def keep_deleted(self, run_id: str, *, mlflow_run_id: str | None = None, identity: str | None = None) -> None:
+        """A run deleted before this process (state.db says so): its MLflow run stays deleted, never restored nor
+        created. One MLflow missed (the delete was applied while it was unreachable) is deleted now, as
+        :meth:`mark_deleted` does, KILLED if MLflow still has it RUNNING or SCHEDULED. ``identity`` (the
+        :data:`IDENTITY_TAG` value :meth:`start_run` was given) finds it when ``mlflow_run_id`` is not known."""
+        if not self._closed:
+            self._put_control(("delete", str(run_id), None, identity, mlflow_run_id))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout`` s) until everything queued so far is shipped or failed; not at all while a
