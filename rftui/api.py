@@ -60,6 +60,7 @@ class Experiment:
         """Train every config of the group concurrently in `num_chunks` chunks (blocks until done)."""
         from rftui.data.in_memory import rows_from_dataset
         from rftui.engine.setup import create_experiment
+        from rftui.training.lora_check import check_lora
 
         num_chunks, seed, workers = coerce("int", num_chunks), coerce("int", seed), coerce("int", workers)
         problems = [*_integer_problems(num_chunks=(num_chunks, 1, 4), seed=(seed, 0, 42)),
@@ -79,6 +80,7 @@ class Experiment:
                               create_model=create_model_fn)
         train_rows = rows_from_dataset(train_dataset, "train_dataset")
         eval_rows = rows_from_dataset(eval_dataset, "eval_dataset") if eval_dataset is not None else None
+        check_lora(spec)  # as `rftui run`: LoRA settings the model cannot take are refused before anything exists
         self.exp, spec, store = create_experiment(spec, train_rows, eval_rows, new=True)
         self.name = self.exp.name
         self._drive(spec, store, {r.run_id: r for r in spec.runs}, create_model_fn, workers, device,
@@ -129,15 +131,12 @@ class Experiment:
     def _missing(self) -> ExperimentError:
         """No experiment by this name in this workdir: a new name before run_fit, a typo, or another workdir
         (the default ./rftui-runs is relative to the current directory)."""
-        import difflib
+        from rftui.engine.layout import closest_experiment, experiment_names
 
-        try:
-            names = sorted(p.name for p in self.workdir.iterdir() if ExperimentDir(p).exists())
-        except OSError:
-            names = []
-        close = difflib.get_close_matches(self.name, names, n=1)
+        names = experiment_names(self.workdir)
+        close = closest_experiment(self.workdir, self.name)
         if close:
-            there = f" (did you mean {close[0]!r}?)"
+            there = f" (did you mean {close!r}?)"
         elif names:
             there = f" (it holds {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
         else:

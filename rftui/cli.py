@@ -7,6 +7,7 @@ import stat
 import sys
 from pathlib import Path
 
+from rftui.cli_args import experiment_name, parse, tracking_uri, workdir, workers
 from rftui.errors import ExperimentError, RftuiError
 
 EXIT_USER_ERROR = 2
@@ -49,46 +50,6 @@ def _check_config_file(path: Path) -> None:
     raise ConfigError([Problem("", message, hint, str(path))])
 
 
-# ---------------------------------------------------------------------- argument types (exit 2 with the usage)
-
-def _workers(text: str) -> int:
-    from rftui.engine.options import workers_problem
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r} — e.g. --workers 2") from None
-    problem = workers_problem(value, cli=True)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
-    return value
-
-
-def _name(text: str) -> str:
-    from rftui.config.yaml_config import name_problem  # the config's `name:` rule
-
-    problem = name_problem(text, "--name", example="--name chatqa-lite")
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
-    return text
-
-
-def _workdir(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the experiments directory is empty — give a directory, e.g. --workdir "
-                                         "rftui-runs, or leave --workdir out for ./rftui-runs")
-    return text
-
-
-def _tracking_uri(text: str) -> str:
-    from rftui.engine.options import tracking_uri_problem
-
-    problem = tracking_uri_problem(text, cli=True)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"{problem.message} — {problem.hint}")
-    return text
-
-
 def _check_device(args: argparse.Namespace) -> None:
     """`--device cuda` without a GPU is refused before anything is created."""
     from rftui.engine.options import device_problem
@@ -98,26 +59,34 @@ def _check_device(args: argparse.Namespace) -> None:
         raise RftuiError(str(problem))
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    from rftui.config.plan import check_chunks, plan_rows, plan_table
-    from rftui.config.yaml_config import load_experiment_file
-    from rftui.engine.setup import count_train_rows
+def _checked_rows(spec) -> tuple[list[dict], list[dict] | None]:
+    """What `rftui plan` and `rftui run` both check before anything is created: the models and tokenizers are
+    found, the data loads, the LoRA settings fit the models. Returns the train and eval rows."""
+    from rftui.engine.setup import load_data
+    from rftui.training.lora_check import check_lora
 
-    spec = load_experiment_file(_config_path(args.config))
-    num_rows = count_train_rows(spec)
-    rows = plan_rows(spec, num_rows)
-    check_chunks(spec, rows)
-    if spec.create_model is None:  # what `rftui run` refuses before creating anything, plan says too
+    if spec.create_model is None:
         from rftui.training.model_loading import check_models_available
 
         check_models_available(spec.runs)
-    if spec.create_model is None and any(run.lora is not None for run in spec.runs):
-        from rftui.config.problems import ConfigError
-        from rftui.training.lora_check import lora_problems
+    train, evals = load_data(spec)
+    check_lora(spec)  # a grid checked before costs nothing; a new one, torch's imports and a meta-device model
+    return train, evals
 
-        problems = lora_problems(spec)  # builds each model on the meta device: seconds, no weights
-        if problems:
-            raise ConfigError(problems)
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rftui.config.plan import plan_rows, plan_table
+    from rftui.config.yaml_config import load_experiment_file
+    from rftui.engine.setup import format_splits, plan_steps
+
+    spec = load_experiment_file(_config_path(args.config))
+    train, evals = _checked_rows(spec)
+    num_rows = len(train)
+    plan_steps(spec, num_rows)  # then what create_experiment refuses: too few steps, rows no formatter takes
+    _, failed = format_splits(spec, train, evals)
+    if failed:  # a config file's runs share one formatter: `rftui run` refuses them all with this error
+        raise next(iter(failed.values()))
+    rows = plan_rows(spec, num_rows)
     if args.json:
         print(json.dumps({"experiment": spec.name, "num_chunks": spec.num_chunks, "train_rows": num_rows,
                           "runs": rows}, indent=2, default=str))
@@ -163,7 +132,7 @@ def _failed_runs_code(controller, code: int) -> int:
     total = len(controller.store.list_runs(include_deleted=False))
     exp = controller.exp
     print(f"rftui: {len(failed)} of {total} run{'s' if total != 1 else ''} failed ({', '.join(failed)}); "
-          f"see why with `rftui show {exp.name} --workdir {exp.workdir}`", file=sys.stderr)
+          f"see why with `{exp.command('show')}`", file=sys.stderr)
     return EXIT_RUNS_FAILED
 
 
@@ -171,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from rftui.config.yaml_config import load_experiment_file
-    from rftui.engine.setup import create_experiment, load_data
+    from rftui.engine.setup import create_experiment
 
     _check_device(args)
     spec = load_experiment_file(_config_path(args.config))
@@ -185,26 +154,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = tracking_uri_problem(spec.tracking_uri, file=spec.source_file)
         if problem is not None:  # the config's tracking_uri (--tracking-uri was checked when parsed)
             raise ConfigError([problem])  # ConfigError adds the key's line in the file
-    if spec.create_model is None:
-        from rftui.training.model_loading import check_models_available
-
-        check_models_available(spec.runs)
-    train, evals = load_data(spec)
+    train, evals = _checked_rows(spec)
     exp, spec, store = create_experiment(spec, train, evals, new=args.new)
     args.experiment_dir = exp  # from here on, Ctrl-C leaves a resumable experiment
     return _drive(exp, spec, store, args, live_specs={run.run_id: run for run in spec.runs})
 
 
+def _open_experiment(args: argparse.Namespace, readonly: bool = False):
+    """open_experiment for a command's EXPERIMENT and --workdir; a mistyped name gets the closest one there."""
+    from rftui.config.experiment import DEFAULT_WORKDIR
+    from rftui.engine.layout import closest_experiment
+    from rftui.engine.setup import open_experiment
+
+    try:
+        return open_experiment(args.experiment, args.workdir, readonly=readonly)
+    except ExperimentError as exc:
+        where = Path(args.workdir or DEFAULT_WORKDIR).expanduser().resolve()
+        head, text = f"no experiment {args.experiment!r} in {where}", str(exc)
+        close = closest_experiment(where, args.experiment) if text.startswith(head) else None
+        if close is None:
+            raise
+        raise ExperimentError(f"{head} (did you mean {close!r}?){text[len(head):]}") from None
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import forget_cut_work, open_experiment, script_hooks, script_hooks_error, unfound_hooks
+    from rftui.engine.setup import forget_cut_work, script_hooks, script_hooks_error, unfound_hooks
 
     from rftui.control import ensure_not_running
 
     _check_device(args)
-    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    exp, spec, store = _open_experiment(args)
     ensure_not_running(exp, store)
     if store.get_meta("status") == "finished":
-        note = f"experiment {exp.name} already finished; nothing to resume (see `rftui show {exp.name}`)"
+        note = f"experiment {exp.name} already finished; nothing to resume (see `{exp.command('show')}`)"
         if args.json:  # the JSON-lines stream a script reads says so too
             from rftui.engine.events import ExperimentFinished
             from rftui.headless import event_json
@@ -233,10 +215,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import open_experiment
     from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
-    exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
+    exp, _, store = _open_experiment(args, readonly=True)
     data = show_data(exp, store)
     print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
     return 0
@@ -244,7 +225,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     from rftui.control import submit
-    from rftui.engine.setup import open_experiment
+    from rftui.errors import OpRefused
     from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
     if args.action == "ls" and (args.run or args.set or args.warm):
@@ -254,20 +235,28 @@ def cmd_ctl(args: argparse.Namespace) -> int:
                          f"every run: drop {extra}, or act on a run with `rftui ctl {args.experiment} "
                          "stop|resume|delete|clone RUN`")
     if args.action == "ls":  # the same as `rftui show`
-        exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
+        exp, _, store = _open_experiment(args, readonly=True)
         data = show_data(exp, store)
         print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
         return 0
-    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    exp, spec, store = _open_experiment(args)
     if not args.run:
-        raise RftuiError(f"`rftui ctl {args.experiment} {args.action}` needs a run id (see `rftui ctl {args.experiment} ls`)")
+        raise RftuiError(f"`rftui ctl {args.experiment} {args.action}` needs a run id (see `{exp.command('ctl', 'ls')}`)")
     op_args: dict = {}
     if args.action == "clone":
         op_args = {"edits": args.set or [], "warm_start": args.warm}
     elif args.set or args.warm:
         raise RftuiError("--set and --warm only apply to clone")
-    row = submit(exp, spec, store, args.action, args.run, op_args)
-    if args.json:  # a refusal is an error: stderr and exit 2, as without --json
+    try:
+        row = submit(exp, spec, store, args.action, args.run, op_args)
+    except OpRefused as exc:
+        if args.json:  # a script reads the refusal as it reads a result; a person still gets stderr and exit 2
+            refused = f"{args.action} {args.run}: refused: "
+            reason = str(exc)[len(refused):] if str(exc).startswith(refused) else str(exc)
+            print(json.dumps({"op": args.action, "run": args.run, "status": "refused", "reason": reason,
+                              "new_run_id": None}))
+        raise
+    if args.json:
         print(json.dumps({"op": args.action, "run": args.run, "status": row["status"], "reason": row.get("reason"),
                           "new_run_id": row.get("new_run_id")}))
         return 0
@@ -278,13 +267,11 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import open_experiment
-
-    exp, spec, store = open_experiment(args.experiment, args.workdir)  # a missing or damaged one is said first
+    exp, spec, store = _open_experiment(args)  # a missing or damaged one is said first
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         store.close()
         raise RftuiError(f"`rftui watch` needs a terminal (stdin and stdout are not both one); without one, "
-                         f"use `rftui show {args.experiment}` for the leaderboard or `rftui ctl {args.experiment} ls`")
+                         f"use `{exp.command('show')}` for the leaderboard or `{exp.command('ctl', 'ls')}`")
     from rftui.ui.run import run_watch
 
     return run_watch(exp, spec, store, theme=args.theme)
@@ -295,11 +282,11 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--theme", metavar="NAME", help="UI theme: rftui-dark (default), rftui-light, "
                         "another file in themes/, a Textual theme name, or a path to a theme file")
     parser.add_argument("--json", action="store_true", help="print JSON-lines events (implies --no-ui)")
-    parser.add_argument("--workers", type=_workers, default=1, metavar="N",
+    parser.add_argument("--workers", type=workers, default=1, metavar="N",
                         help="CPU worker processes (default 1; on CUDA: one per GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
-    parser.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
-    parser.add_argument("--tracking-uri", type=_tracking_uri,
+    parser.add_argument("--workdir", type=workdir, help="directory holding experiments (default ./rftui-runs)")
+    parser.add_argument("--tracking-uri", type=tracking_uri,
                         help="MLflow tracking URI (default sqlite:///<workdir>/mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
@@ -314,11 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="expand and validate an experiment config; print its runs")
     plan.add_argument("config", help="experiment YAML file (or a bundled sample name)")
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    plan.set_defaults(func=cmd_plan)
+    plan.set_defaults(func=cmd_plan, parser=plan)
 
     run = sub.add_parser("run", help="create an experiment from a config and train it")
     run.add_argument("config", help="experiment YAML file (or a bundled sample name)")
-    run.add_argument("--name", type=_name, help="experiment name (default: the config's name)")
+    run.add_argument("--name", type=experiment_name, help="experiment name (default: the config's name)")
     run.add_argument("--new", action="store_true", help="if the name is taken, create name-2, name-3, ...")
     _engine_options(run)
     run.set_defaults(func=cmd_run, parser=run)
@@ -330,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print an experiment's leaderboard")
     show.add_argument("experiment", help="experiment name (or its directory)")
-    show.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
+    show.add_argument("--workdir", type=workdir, help="directory holding experiments (default ./rftui-runs)")
     show.add_argument("--json", action="store_true", help="print JSON")
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(func=cmd_show, parser=show)
 
     ctl = sub.add_parser("ctl", help="stop, resume, delete or clone a run of an experiment (from any shell)")
     ctl.add_argument("experiment", help="experiment name (or its directory)")
@@ -343,21 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
     ctl.add_argument("--json", action="store_true", help="print JSON: ls as `rftui show --json`, an op's result "
                      "as {op, run, status, reason, new_run_id}")
-    ctl.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
-    ctl.set_defaults(func=cmd_ctl)
+    ctl.add_argument("--workdir", type=workdir, help="directory holding experiments (default ./rftui-runs)")
+    ctl.set_defaults(func=cmd_ctl, parser=ctl)
 
     watch = sub.add_parser("watch", help="the terminal UI for an experiment another process is training "
                                          "(quitting leaves it running)")
     watch.add_argument("experiment", help="experiment name (or its directory)")
-    watch.add_argument("--workdir", type=_workdir, help="directory holding experiments (default ./rftui-runs)")
+    watch.add_argument("--workdir", type=workdir, help="directory holding experiments (default ./rftui-runs)")
     watch.add_argument("--theme", metavar="NAME", help="UI theme (see `rftui run --help`)")
-    watch.set_defaults(func=cmd_watch)
+    watch.set_defaults(func=cmd_watch, parser=watch)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if getattr(args, "no_tracking", False) and args.tracking_uri is not None:
         args.parser.error("--no-tracking and --tracking-uri contradict each other; choose one")
     try:

@@ -119,8 +119,10 @@ def test_run_piped_into_head_trains_to_the_end_without_a_traceback(tmp_path):
 # ---------------------------------------------------------------------- 5. failed runs make exit code 1
 
 def test_run_exits_1_and_names_the_failed_runs(tmp_path):
-    config = tmp_path / "bad_target.yaml"
-    text = (SAMPLES / "smoke.yaml").read_text().replace("target_modules: [q_proj, v_proj]", "target_modules: [q_prj]")
+    config = tmp_path / "no_model.yaml"  # every run fails when its worker asks the hook for its model
+    (tmp_path / "no_model.py").write_text("def make(config):\n    raise RuntimeError('no model for q_prj')\n")
+    text = (SAMPLES / "smoke.yaml").read_text().replace("model: {name: rftui/tiny-llama}",
+                                                        "model: {name: rftui/tiny-llama, create: no_model.py:make}")
     text = text.replace("path: data/support.jsonl", f"path: {SAMPLES / 'data' / 'support.jsonl'}")
     config.write_text(text)
     workdir = tmp_path / "runs"

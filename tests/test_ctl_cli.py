@@ -27,8 +27,11 @@ def test_ctl_json_lists_runs_like_show_and_prints_each_ops_result(tmp_path):
     cloned = rftui("ctl", "exp", "clone", "2", "--set", "learning_rate=5e-4", "--json", *where)
     assert json.loads(cloned.stdout)["new_run_id"] == "r3"
     refused = rftui("ctl", "exp", "resume", "r2", "--json", *where)
-    assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr == ("rftui: resume r2: refused: run r2 is pending; only stopped runs can be resumed; "
-                              f"it trains when the experiment does: `rftui resume exp --workdir {tmp_path}`\n")
+    reason = ("run r2 is pending; only stopped runs can be resumed; it trains when the experiment does: "
+              f"`rftui resume exp --workdir {tmp_path}`")
+    assert refused.returncode == 2  # a refusal is an error, and a script reads it as it reads a result
+    assert json.loads(refused.stdout) == {"op": "resume", "run": "r2", "status": "refused", "reason": reason,
+                                          "new_run_id": None}
+    assert refused.stderr == f"rftui: resume r2: refused: {reason}\n"
     runs = {run["id"]: run["status"] for run in json.loads(rftui("ctl", "exp", "ls", "--json", *where).stdout)["runs"]}
     assert runs == {"r1": "stopped", "r2": "pending", "r3": "pending"}

@@ -21,7 +21,7 @@ class ExperimentDir:
     @property
     def resume_command(self) -> str:
         """What continues it from any directory (`rftui resume NAME` alone finds only the default workdir's)."""
-        return f"rftui resume {self.name} --workdir {self.workdir}"
+        return self.command("resume")
 
     def command(self, verb: str, *args: str) -> str:
         """`rftui VERB NAME ARGS --workdir WORKDIR`: a hint that works from any directory, as resume_command."""
@@ -60,3 +60,19 @@ class ExperimentDir:
 
     def exists(self) -> bool:
         return self.state_db.exists()
+
+
+def experiment_names(workdir: str | Path) -> list[str]:
+    """The experiments in a workdir, sorted (none when it cannot be read)."""
+    try:
+        return sorted(p.name for p in Path(workdir).expanduser().iterdir() if ExperimentDir(p).exists())
+    except OSError:
+        return []
+
+
+def closest_experiment(workdir: str | Path, name: str) -> str | None:
+    """The experiment of the workdir whose name is closest to a mistyped `name` (for "did you mean")."""
+    import difflib
+
+    close = difflib.get_close_matches(name, experiment_names(workdir), n=1)
+    return close[0] if close else None
