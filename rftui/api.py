@@ -131,18 +131,10 @@ class Experiment:
     def _missing(self) -> ExperimentError:
         """No experiment by this name in this workdir: a new name before run_fit, a typo, or another workdir
         (the default ./rftui-runs is relative to the current directory)."""
-        from rftui.engine.layout import closest_experiment, experiment_names
+        from rftui.engine.setup import no_experiment_error
 
-        names = experiment_names(self.workdir)
-        close = closest_experiment(self.workdir, self.name)
-        if close:
-            there = f" (did you mean {close!r}?)"
-        elif names:
-            there = f" (it holds {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
-        else:
-            there = ""
-        return ExperimentError(f"no experiment {self.name!r} in {self.workdir}{there}; run_fit creates it, or "
-                               "pass workdir= where it was created")
+        return no_experiment_error(self.name, self.workdir, "run_fit creates it, or pass workdir= where it was "
+                                   "created", list_names=True)
 
     def _store(self):
         from rftui.engine.store import Store
@@ -218,7 +210,7 @@ class Experiment:
                                       ) from None
             if resolved is not None:
                 if resolved.status != "applied":
-                    raise OpRefused(f"{op} {run}: refused: {resolved.reason}")
+                    raise OpRefused(f"{op} {run}: refused: {resolved.reason}", reason=resolved.reason)
                 return resolved.new_run_id
         if self.exp is None:
             raise self._missing()
@@ -257,7 +249,7 @@ class Experiment:
     def resume(self, create_model_fn: Callable[[dict], tuple] | None = None, *, workers: int = 1,
                device: str = "auto", tracking_uri: str | None = None, quiet: bool = False) -> None:
         """Continue this experiment: unfinished runs, resumed runs and new clones train to the end."""
-        from rftui.control import ensure_not_running
+        from rftui.control import nothing_to_resume
         from rftui.engine.setup import forget_cut_work, open_experiment
 
         if self.exp is None:
@@ -268,8 +260,7 @@ class Experiment:
             raise ConfigError(problems)
         exp, spec, store = open_experiment(str(self.exp.root))
         try:
-            ensure_not_running(exp, store)
-            if store.get_meta("status") == "finished":  # as `rftui resume` says it; no workers are started
+            if nothing_to_resume(exp, spec, store):  # as `rftui resume` says it; no workers are started
                 store.close()
                 if not quiet:
                     print(f"experiment {exp.name} already finished; nothing to resume (resume_run a stopped run "

@@ -160,32 +160,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _drive(exp, spec, store, args, live_specs={run.run_id: run for run in spec.runs})
 
 
-def _open_experiment(args: argparse.Namespace, readonly: bool = False):
-    """open_experiment for a command's EXPERIMENT and --workdir; a mistyped name gets the closest one there."""
-    from rftui.config.experiment import DEFAULT_WORKDIR
-    from rftui.engine.layout import closest_experiment
-    from rftui.engine.setup import open_experiment
-
-    try:
-        return open_experiment(args.experiment, args.workdir, readonly=readonly)
-    except ExperimentError as exc:
-        where = Path(args.workdir or DEFAULT_WORKDIR).expanduser().resolve()
-        head, text = f"no experiment {args.experiment!r} in {where}", str(exc)
-        close = closest_experiment(where, args.experiment) if text.startswith(head) else None
-        if close is None:
-            raise
-        raise ExperimentError(f"{head} (did you mean {close!r}?){text[len(head):]}") from None
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
-    from rftui.engine.setup import forget_cut_work, script_hooks, script_hooks_error, unfound_hooks
-
-    from rftui.control import ensure_not_running
+    from rftui.control import nothing_to_resume
+    from rftui.engine.setup import forget_cut_work, open_experiment, script_hooks, script_hooks_error, unfound_hooks
 
     _check_device(args)
-    exp, spec, store = _open_experiment(args)
-    ensure_not_running(exp, store)
-    if store.get_meta("status") == "finished":
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
+    if nothing_to_resume(exp, spec, store):
         note = f"experiment {exp.name} already finished; nothing to resume (see `{exp.command('show')}`)"
         if args.json:  # the JSON-lines stream a script reads says so too
             from rftui.engine.events import ExperimentFinished
@@ -215,9 +196,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from rftui.engine.setup import open_experiment
     from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
-    exp, _, store = _open_experiment(args, readonly=True)
+    exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
     data = show_data(exp, store)
     print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
     return 0
@@ -225,6 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     from rftui.control import submit
+    from rftui.engine.setup import open_experiment
     from rftui.errors import OpRefused
     from rftui.report import failure_reasons, leaderboard_text, show_data, show_json
 
@@ -235,11 +218,11 @@ def cmd_ctl(args: argparse.Namespace) -> int:
                          f"every run: drop {extra}, or act on a run with `rftui ctl {args.experiment} "
                          "stop|resume|delete|clone RUN`")
     if args.action == "ls":  # the same as `rftui show`
-        exp, _, store = _open_experiment(args, readonly=True)
+        exp, _, store = open_experiment(args.experiment, args.workdir, readonly=True)
         data = show_data(exp, store)
         print(show_json(data) if args.json else leaderboard_text(data, failure_reasons(store)))
         return 0
-    exp, spec, store = _open_experiment(args)
+    exp, spec, store = open_experiment(args.experiment, args.workdir)
     if not args.run:
         raise RftuiError(f"`rftui ctl {args.experiment} {args.action}` needs a run id (see `{exp.command('ctl', 'ls')}`)")
     op_args: dict = {}
@@ -251,9 +234,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         row = submit(exp, spec, store, args.action, args.run, op_args)
     except OpRefused as exc:
         if args.json:  # a script reads the refusal as it reads a result; a person still gets stderr and exit 2
-            refused = f"{args.action} {args.run}: refused: "
-            reason = str(exc)[len(refused):] if str(exc).startswith(refused) else str(exc)
-            print(json.dumps({"op": args.action, "run": args.run, "status": "refused", "reason": reason,
+            print(json.dumps({"op": args.action, "run": args.run, "status": "refused", "reason": exc.reason,
                               "new_run_id": None}))
         raise
     if args.json:
@@ -267,7 +248,9 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    exp, spec, store = _open_experiment(args)  # a missing or damaged one is said first
+    from rftui.engine.setup import open_experiment
+
+    exp, spec, store = open_experiment(args.experiment, args.workdir)  # a missing or damaged one is said first
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         store.close()
         raise RftuiError(f"`rftui watch` needs a terminal (stdin and stdout are not both one); without one, "

@@ -36,6 +36,16 @@ def ensure_not_running(exp: ExperimentDir, store: Store) -> None:
                               f"`{exp.command('ctl', 'stop|resume|delete|clone', 'RUN')}`")
 
 
+def nothing_to_resume(exp: ExperimentDir, spec, store: Store) -> bool:
+    """For `rftui resume` and Experiment.resume: refuse an experiment another process trains, then settle the
+    stored one as an op on it would (Controller.settle_stored) before reading its status. A status written
+    before settling existed (a clone deleted offline) or by an owner killed after its last run ended but before
+    it wrote `finished` says there is work left when there is none; resume would start workers for nothing."""
+    ensure_not_running(exp, store)
+    Controller(exp, spec, store, pool=None).settle_stored()
+    return store.get_meta("status") == "finished"
+
+
 def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:
     sink = None
     uri = store.get_meta("tracking_uri")
@@ -69,7 +79,7 @@ def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, 
     else:
         row = _apply_offline(exp, spec, store, op, run_id, args, source)
     if row["status"] != "applied":
-        raise OpRefused(f"{op} {run_id or ''}: refused: {row['reason']}")
+        raise OpRefused(f"{op} {run_id or ''}: refused: {row['reason']}", reason=row["reason"])
     return row
 
 

@@ -21,4 +21,9 @@ class ExperimentError(RftuiError):
 
 
 class OpRefused(RftuiError):
-    """An interactive-control op was refused (illegal transition or bad edit)."""
+    """An interactive-control op was refused (illegal transition or bad edit). `reason` is the refusal's own
+    words, without the "{op} {run}: refused: " the message starts with (`ctl --json` prints it alone)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = message if reason is None else reason

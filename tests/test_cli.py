@@ -37,9 +37,9 @@ def test_plan_lists_the_cookbook_runs_and_checks_the_model_in_seconds():
 
 def test_expanding_and_planning_a_config_imports_no_torch():
     code = ("import sys; from rftui.config.yaml_config import load_experiment_file; "
-            "from rftui.config.plan import check_chunks, plan_rows; "
+            "from rftui.config.plan import plan_rows; from rftui.engine.setup import plan_steps; "
             f"spec = load_experiment_file({str(SAMPLES / 'chatqa_lite.yaml')!r}); "
-            "rows = plan_rows(spec, 512); check_chunks(spec, rows); assert len(rows) == 4; "
+            "rows = plan_rows(spec, 512); plan_steps(spec, 512); assert len(rows) == 4; "
             "print('TORCH' if 'torch' in sys.modules or 'trl' in sys.modules else 'NO-TORCH')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -64,3 +64,14 @@ def test_a_mistyped_experiment_name_gets_the_closest_one(finished, capsys, comma
                                        f"list them with `ls {finished}`, or pass --workdir where it was created\n")
     assert main(["show", "zzzz", "--workdir", str(finished)]) == 2
     assert "did you mean" not in capsys.readouterr().err
+
+
+def test_open_experiment_itself_names_the_closest_experiment(finished):
+    """The did-you-mean is open_experiment's own: every caller (each command, the API) gets it."""
+    from rftui.engine.setup import open_experiment
+    from rftui.errors import ExperimentError
+
+    with pytest.raises(ExperimentError) as caught:
+        open_experiment("intt", finished)
+    assert str(caught.value) == (f"no experiment 'intt' in {finished} (did you mean 'intr'?); list them with "
+                                 f"`ls {finished}`, or pass --workdir where it was created")

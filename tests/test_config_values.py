@@ -10,12 +10,12 @@ import pytest
 from rftui import List, Range, RFGridSearch, RFLoraConfig, RFModelConfig, RFRandomSearch, RFSFTConfig
 from rftui.config.expand import expand, format_value
 from rftui.config.keymap import BINDING_IDS
-from rftui.config.plan import check_chunks, plan_rows
 from rftui.config.problems import ConfigError
 from rftui.config.validate import validate_knobs, validate_search
 from rftui.config.yaml_config import load_experiment_file, parse_experiment
 from rftui.config.yaml_lines import DuplicateKey, duplicate_keys
 from rftui.engine.ops import parse_edits
+from rftui.engine.setup import plan_steps
 
 HEADER = "name: ok\nmodel: {name: rftui/tiny-llama}\ndata: {train: {path: %s}}\n"
 
@@ -205,6 +205,6 @@ def test_num_chunks_over_the_step_count_names_its_line(tmp_path):
     config.write_text(HEADER % data + "num_chunks: 8\ntraining: {max_steps: 4}\n")
     spec = load_experiment_file(config)
     with pytest.raises(ConfigError) as info:
-        check_chunks(spec, plan_rows(spec, 1))
-    assert str(info.value.problems[0]) == (f"{config}:4: num_chunks: run r1 has 4 optimizer steps, fewer than "
-                                           "num_chunks=8 — lower num_chunks or train for more steps")
+        plan_steps(spec, 1)  # what `rftui plan`, `rftui run` and run_fit check
+    assert str(info.value.problems[0]) == (f"{config}:4: num_chunks: run r1 has only 4 optimizer steps (1 training "
+                                           "rows) but num_chunks=8 — lower num_chunks, add data, or raise max_steps")

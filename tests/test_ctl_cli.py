@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from engine_helpers import fake_experiment
 
 
@@ -35,3 +37,15 @@ def test_ctl_json_lists_runs_like_show_and_prints_each_ops_result(tmp_path):
     assert refused.stderr == f"rftui: resume r2: refused: {reason}\n"
     runs = {run["id"]: run["status"] for run in json.loads(rftui("ctl", "exp", "ls", "--json", *where).stdout)["runs"]}
     assert runs == {"r1": "stopped", "r2": "pending", "r3": "pending"}
+
+
+def test_a_refusal_carries_its_reason_apart_from_the_message(tmp_path):
+    from rftui.control import submit
+    from rftui.errors import OpRefused
+
+    ctl = fake_experiment(tmp_path)
+    with pytest.raises(OpRefused) as caught:
+        submit(ctl.exp, ctl.spec, ctl.store, "delete", "r9", {})
+    ctl.store.close()
+    assert caught.value.reason == "no run 'r9' in experiment exp (runs: r1, r2)"
+    assert str(caught.value) == f"delete r9: refused: {caught.value.reason}"

@@ -6,7 +6,6 @@ from typing import Any
 
 from rftui.config.expand import differing_knobs, format_value
 from rftui.config.experiment import ExperimentSpec, total_steps
-from rftui.config.problems import ConfigError, Problem
 
 
 def plan_rows(spec: ExperimentSpec, num_rows: int | None) -> list[dict[str, Any]]:
@@ -22,18 +21,6 @@ def plan_rows(spec: ExperimentSpec, num_rows: int | None) -> list[dict[str, Any]
             "steps_per_chunk": None if total is None else math.ceil(total / spec.num_chunks),
         })
     return rows
-
-
-def check_chunks(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> None:
-    """Every run needs at least one optimizer step per chunk."""
-    problems = [
-        Problem("num_chunks", f"run {row['id']} has {row['total_steps']} optimizer steps, fewer than "
-                f"num_chunks={spec.num_chunks}", "lower num_chunks or train for more steps",
-                spec.source_file)
-        for row in rows if row["total_steps"] is not None and row["total_steps"] < spec.num_chunks
-    ]
-    if problems:
-        raise ConfigError(problems)
 
 
 def plan_table(spec: ExperimentSpec, rows: list[dict[str, Any]], num_rows: int | None) -> str:

@@ -16,7 +16,7 @@ from rftui.config.experiment import DEFAULT_WORKDIR, ExperimentSpec, total_steps
 from rftui.config.hooks import HookError, check_hook_ref, resolve_hook
 from rftui.config.problems import ConfigError, Problem
 from rftui.config.runspec import hook_name
-from rftui.engine.layout import ExperimentDir
+from rftui.engine.layout import ExperimentDir, closest_experiment, experiment_names
 from rftui.engine.runs import TERMINAL
 from rftui.engine.store import Store
 from rftui.errors import ExperimentError, RftuiError
@@ -88,14 +88,6 @@ def load_data(spec: ExperimentSpec) -> tuple[list[dict], list[dict] | None]:
 
     rows = _per_split(spec, load_rows)
     return rows["train"], rows["eval"]
-
-
-def count_train_rows(spec: ExperimentSpec) -> int | None:
-    """How many training rows the config's data gives (None when unknown without a download); the eval source's
-    `select` is checked too."""
-    from rftui.data.sources import count_rows
-
-    return _per_split(spec, count_rows)["train"] if spec.data is not None else None
 
 
 def default_formatter(spec: ExperimentSpec) -> Callable[[dict], Any]:
@@ -401,8 +393,22 @@ def open_experiment(name_or_path: str, workdir: str | Path | None = None, readon
                               "pass --workdir the directory the experiment was created in")
     if Path(name_or_path).is_file():
         raise config_given_error(name_or_path, workdir)
-    raise ExperimentError(f"no experiment {name_or_path!r} in {where}; list them with `ls {where}`, "
-                          "or pass --workdir where it was created")
+    raise no_experiment_error(name_or_path, where, f"list them with `ls {where}`, or pass --workdir where it was "
+                              "created")
+
+
+def no_experiment_error(name: str, workdir: Path, what_to_do: str, list_names: bool = False) -> ExperimentError:
+    """No experiment `name` in `workdir` (the CLI's and the API's words): a mistyped name gets the closest one
+    there; otherwise, with `list_names`, the names it holds. `what_to_do` ends the message."""
+    close = closest_experiment(workdir, name)
+    names = experiment_names(workdir) if list_names and close is None else []
+    if close is not None:
+        there = f" (did you mean {close!r}?)"
+    elif names:
+        there = f" (it holds {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+    else:
+        there = ""
+    return ExperimentError(f"no experiment {name!r} in {workdir}{there}; {what_to_do}")
 
 
 def config_given_error(path: str, workdir: str | Path | None) -> ExperimentError:
