@@ -1,25 +1,59 @@
 """The `ui.keymap` section: binding ids the terminal UI lets users remap, and their check.
 
-The ids are those of the UI's `Binding(..., id=...)` declarations (rftui/ui); they are listed here
-as plain text so that validating a config never imports the UI. tests/test_config_values.py keeps
-the two in step.
+The ids, default keys and screens are those of the UI's `Binding(..., id=...)` declarations
+(rftui/ui); they are written here as plain text so that validating a config never imports the UI.
+tests/test_keymap_conflicts.py keeps the two in step.
 """
 from __future__ import annotations
 
+import string
+import unicodedata
 from typing import Any
 
 from rftui.config.problems import Problem
 from rftui.config.rules import did_you_mean
 
-BINDING_IDS = (
-    # main screen
-    "stop", "resume", "clone", "clone-warm", "delete", "details", "metric", "sort", "theme", "help", "quit",
-    # anywhere in the app
-    "quit-ctrl", "interrupt",
-    # dialogs and screens
-    "clone-submit", "clone-cancel", "confirm-yes", "confirm-no", "details-close", "help-close",
-    "quit-confirm", "quit-cancel",
-)
+# Each screen's remappable bindings and their default keys. A key is one binding's per screen;
+# the app-wide ones are priority bindings, so they take their keys in every screen.
+SCREENS: dict[str, dict[str, str]] = {
+    "main screen": {"stop": "s", "resume": "r", "clone": "c", "clone-warm": "w", "delete": "d",
+                    "details": "enter", "metric": "m", "sort": "o", "theme": "t", "help": "question_mark",
+                    "quit": "q"},
+    "clone dialog": {"clone-submit": "ctrl+s", "clone-cancel": "escape"},
+    "delete dialog": {"confirm-yes": "y", "confirm-no": "escape,n"},
+    "run details screen": {"details-close": "escape,enter,q"},
+    "help screen": {"help-close": "escape,question_mark,q"},
+    "quit dialog": {"quit-confirm": "q,y", "quit-cancel": "escape,n"},
+}
+APP_WIDE: dict[str, str] = {"quit-ctrl": "ctrl+q", "interrupt": "ctrl+c"}
+# Keys a screen uses that no keymap moves: the runs table has the focus, so its keys come first;
+# ctrl+p opens the command palette.
+FIXED: dict[str, dict[str, str]] = {
+    "main screen": {**{k: "moves the runs table's cursor" for k in (
+        "up", "down", "left", "right", "pageup", "pagedown", "home", "end", "ctrl+home", "ctrl+end")},
+        "ctrl+p": "opens the command palette"},
+}
+
+BINDING_IDS = (*SCREENS["main screen"], *APP_WIDE,
+               *(b for screen, ids in SCREENS.items() if screen != "main screen" for b in ids))
+DEFAULT_KEYS: dict[str, str] = {b: k for ids in (*SCREENS.values(), APP_WIDE) for b, k in ids.items()}
+
+
+def key_name(key: str) -> str:
+    """A key as Textual names it: `?` is `question_mark`, `-` is `minus` (as textual.keys does)."""
+    key = key.strip()
+    if len(key) == 1 and not key.isalnum():
+        try:
+            key = unicodedata.name(key).lower().replace("-", "_").replace(" ", "_")
+        except ValueError:
+            return "tab" if key == "\t" else key
+        key = {"solidus": "slash", "reverse_solidus": "backslash", "commercial_at": "at",
+               "hyphen_minus": "minus", "plus_sign": "plus", "low_line": "underscore"}.get(key, key)
+    return key
+
+
+def _keys(text: str) -> list[str]:
+    return list(dict.fromkeys(key_name(k) for k in text.split(",")))
 
 
 def check_keymap(value: Any, path: str) -> list[Problem]:
@@ -39,4 +73,43 @@ def check_keymap(value: Any, path: str) -> list[Problem]:
             quote = f' (quote it: {binding}: "{keys}")' if isinstance(keys, (int, float)) else ""
             problems.append(Problem(where, f"expected keys such as ctrl+x, got {keys!r}",
                                     f"write a key or comma-separated keys, e.g. {binding}: ctrl+x{quote}"))
+    if problems:
+        return problems
+    return _conflicts({str(b): k for b, k in value.items()}, path)
+
+
+def _conflicts(keymap: dict[str, str], path: str) -> list[Problem]:
+    """A remapped key that another binding of the same screen still has would silently take it
+    (Textual keeps one binding per key): refuse it, naming both and some free keys."""
+    keys = {b: _keys(keymap.get(b, default)) for b, default in DEFAULT_KEYS.items()}
+    taken = {screen: {k for b in [*ids, *APP_WIDE] for k in keys[b]} | set(FIXED.get(screen, {}))
+             for screen, ids in SCREENS.items()}
+
+    def free(binding: str, screen: str) -> str:
+        # The clone dialog's keys and the app-wide ones are priority bindings: a letter would stop
+        # the clone dialog's text fields taking it, so they get function keys.
+        app_wide = binding in APP_WIDE
+        letters = not (app_wide or screen == "clone dialog")
+        candidates = list(string.ascii_lowercase) if letters else [f"f{i}" for i in range(1, 13)]
+        used = set().union(*taken.values()) if app_wide else taken[screen]
+        return ", ".join([c for c in candidates if c not in used][:4])
+
+    problems, seen = [], set()
+    for screen, ids in SCREENS.items():
+        active = [*ids, *APP_WIDE]
+        fixed = FIXED.get(screen, {})
+        for binding in (b for b in active if b in keymap):
+            for key in keys[binding]:
+                if key in fixed:
+                    problems.append(Problem(f"{path}.{binding}", f"`{key}` {fixed[key]} on the {screen}",
+                                            f"pick a free key, e.g. one of {free(binding, screen)}"))
+                for other in (b for b in active if b != binding and key in keys[b]):
+                    if (frozenset((binding, other)), key) in seen:
+                        continue
+                    seen.add((frozenset((binding, other)), key))
+                    default = "" if other in keymap else " by default"
+                    hint = (f"a key does one thing: pick a free one ({free(binding, screen)}) "
+                            f"or give {other} another key too")
+                    problems.append(Problem(f"{path}.{binding}",
+                                            f"`{key}` is already {other}'s key{default} on the {screen}", hint))
     return problems
