@@ -173,6 +173,10 @@ def describe(event: Any, runs: dict[str, RunRow]) -> LogLine | None:
     if isinstance(event, ev.QuantumReport):
         where = f"{event.run_id} chunk {event.chunk + 1}/{event.num_chunks}"
         metrics = _metric_text(dict(event.metrics))
+        if event.preempted == "lost":  # only a watcher reports one (from state.db): its steps_done is where it restarts
+            where_from = f"its checkpoint at step {event.steps_done}" if event.steps_done else "step 0"
+            return LogLine("warning", f"{where} lost (its worker or process died mid-chunk): restarts from "
+                                      f"{where_from}/{event.total_steps}{metrics}")
         if event.preempted:
             return LogLine("info", f"{where} cut short at step {event.steps_done}/{event.total_steps} "
                                    f"({event.preempted}){metrics} ({event.seconds:.1f} s)")

@@ -169,6 +169,8 @@ class WatchSource:
     def _report(self, q: dict, row: RunRow | None) -> ev.QuantumReport:
         seconds = sum(q.get(k) or 0.0 for k in ("train_seconds", "switch_seconds", "eval_seconds"))
         end = q.get("end_step") if q.get("end_step") is not None else q["start_step"]
+        if q["status"] == "lost":  # end_step is where it was heading; the run restarts from the step it began at
+            end = q["start_step"]
         preempted = None if q["status"] == "done" else q["status"]
         return ev.QuantumReport(
             run_id=q["run_id"], worker_id=q.get("worker_id") if q.get("worker_id") is not None else -1,
