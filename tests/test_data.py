@@ -19,7 +19,7 @@ from rftui.data.formatting import (
     support_chat,
 )
 from rftui.data.in_memory import rows_from_dataset
-from rftui.data.sources import count_rows, load_rows, shuffle_order
+from rftui.data.sources import load_rows, shuffle_order
 from rftui.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,8 +134,6 @@ def test_jsonl_csv_parquet_load_equal(tmp_path: Path, jsonl_file: Path):
     assert from_jsonl == ROWS
     for name in ("rows.csv", "rows.parquet", "rows.json"):
         assert load_rows({"path": name}, base_dir=tmp_path) == ROWS, name
-        assert count_rows({"path": name}, base_dir=tmp_path) == len(ROWS), name
-    assert count_rows({"path": "rows.jsonl"}, tmp_path) == 20
 
 
 def test_select_then_shuffle_matches_datasets(jsonl_file: Path):
@@ -150,13 +148,6 @@ def test_select_then_shuffle_matches_datasets(jsonl_file: Path):
     assert shuffle_order(50, 7) == datasets.Dataset.from_dict(
         {"i": list(range(50))}).shuffle(seed=7)["i"]
     assert load_rows({"path": str(jsonl_file), "select": [0, 5]}) == ROWS[:5]
-
-
-def test_count_rows_applies_select(jsonl_file: Path):
-    assert count_rows({"path": str(jsonl_file)}) == 20
-    assert count_rows({"path": str(jsonl_file), "select": [4, 12]}) == 8
-    with pytest.raises(DataError, match=r"out of range.*only 20 rows"):
-        count_rows({"path": str(jsonl_file), "select": [0, 128]})
 
 
 def test_select_errors(jsonl_file: Path):
@@ -183,8 +174,6 @@ def test_bad_jsonl_line_is_named(tmp_path: Path):
 def test_missing_empty_and_unsupported_files(tmp_path: Path):
     with pytest.raises(DataError, match=r"nope\.jsonl does not exist"):
         load_rows({"path": "nope.jsonl"}, base_dir=tmp_path)
-    with pytest.raises(DataError, match="does not exist"):
-        count_rows({"path": "nope.jsonl"}, base_dir=tmp_path)
     (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"empty\.jsonl is empty"):
         load_rows({"path": "empty.jsonl"}, base_dir=tmp_path)
@@ -210,11 +199,9 @@ def test_hub_offline_uncached_error(monkeypatch, tmp_path: Path):
     msg = str(err.value)
     assert hub_id in msg and "not cached" in msg
     assert "load_dataset" in msg and "path:" in msg
-    assert count_rows({"hub": hub_id}) is None
-    assert count_rows({"hub": hub_id, "select": [0, 10]}) == 10
 
 
-def test_a_cached_hub_dataset_is_counted_from_its_cache_and_selected_then_shuffled(monkeypatch, tmp_path: Path):
+def test_a_cached_hub_dataset_is_selected_then_shuffled(monkeypatch, tmp_path: Path):
     import datasets
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -226,7 +213,7 @@ def test_a_cached_hub_dataset_is_counted_from_its_cache_and_selected_then_shuffl
     monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, split: full if (hub_id, split) == ("org/data", "train")
                         else pytest.fail(f"loaded {hub_id} {split}"))
     source = {"hub": "org/data", "select": [2, 8], "shuffle_seed": 3}
-    assert count_rows(source) == 6 and count_rows({"hub": "org/data"}) == 10
+    assert len(load_rows({"hub": "org/data"})) == 10
     assert load_rows(source) == full.select(range(2, 8)).shuffle(seed=3).to_list()
     with pytest.raises(DataError, match=r"`select: \[0, 11\]` is out of range: Hub dataset 'org/data' \(split 'train'\) "
                                         r"has only 10 rows"):
@@ -291,6 +278,6 @@ def test_generator_is_deterministic_and_complete(tmp_path: Path):
     assert not any(re.search(r"\{\{|\}\}", r["instruction"] + r["response"]) for r in rows)
     assert all(25 <= len(r["response"].split()) <= 70 for r in rows)
     assert any("#" in r["instruction"] for r in rows)  # filled order numbers
-    assert count_rows({"path": str(BUNDLED), "select": [0, 128]}) == 128
+    assert len(load_rows({"path": str(BUNDLED), "select": [0, 128]})) == 128
     formatted = format_rows(load_rows({"path": str(BUNDLED), "select": [0, 8]}), support_chat)
     assert formatted[0]["prompt"][1]["content"] == rows[0]["instruction"]

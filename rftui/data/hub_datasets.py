@@ -4,7 +4,6 @@ once with what to do when it is not cached and the Hub cannot be reached. `datas
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -40,24 +39,6 @@ def _hub_cache_dir(hub_id: str) -> Path:
 
 def _is_cached(hub_id: str) -> bool:
     return _datasets_cache_dir(hub_id).is_dir() or _hub_cache_dir(hub_id).is_dir()
-
-
-def cached_hub_count(hub_id: str, split: str) -> int | None:
-    """Row count of a split from the `datasets` cache's dataset_info.json, if present (None: not cached)."""
-    root = _datasets_cache_dir(hub_id)
-    if not root.is_dir():
-        return None
-    try:
-        infos = sorted(root.rglob("dataset_info.json"), key=lambda p: p.stat().st_mtime,
-                       reverse=True)
-        for info in infos:
-            splits = json.loads(info.read_text(encoding="utf-8")).get("splits") or {}
-            entry = splits.get(split)
-            if isinstance(entry, dict) and isinstance(entry.get("num_examples"), int):
-                return entry["num_examples"]
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _not_cached_error(hub_id: str, why: str) -> DataError:

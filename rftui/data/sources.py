@@ -18,13 +18,12 @@ line or row when known) and says what to do about it.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from rftui.data.hub_datasets import cached_hub_count, load_hub_dataset
+from rftui.data.hub_datasets import load_hub_dataset
 from rftui.errors import DataError
 
 SOURCE_KEYS = ("path", "hub", "split", "select", "shuffle_seed")
@@ -99,34 +98,6 @@ def row_locator(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | 
         return f"row {position} (line {lines[position]})" if position < len(lines) else f"row {position}"
 
     return locate
-
-
-def count_rows(source: Mapping[str, Any] | str | os.PathLike, base_dir: Path | None = None
-               ) -> int | None:
-    """How many rows `load_rows(source, base_dir)` would return, computed cheaply.
-
-    Local files are counted without parsing every row through `datasets` (JSONL and CSV by
-    scanning lines, Parquet from its metadata). A Hub dataset is counted from the local
-    `datasets` cache when it is there; otherwise the answer is None (unknown). The count
-    honours `select`, and a `select` that does not fit raises `DataError` as `load_rows` does.
-    """
-    spec = _normalize(source)
-    label = source_label(spec, base_dir)
-    if "path" in spec:
-        path = _resolve_path(spec["path"], base_dir)
-        total = _count_file(path)
-    else:
-        total = cached_hub_count(spec["hub"], spec.get("split") or "train")
-        if total is None:
-            select = spec.get("select")
-            if select is not None:
-                start, end = _parse_select(select, label)
-                return end - start
-            return None
-    if total == 0:
-        raise _empty_error(label)  # as load_rows says: `rftui plan` refuses what `rftui run` would
-    start, end = _check_select(spec.get("select"), total, label)
-    return end - start
 
 
 def shuffle_order(n: int, seed: int) -> list[int]:
@@ -344,35 +315,6 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"data file {path} is not a readable Parquet file: {exc}.") from None
-
-
-def _count_file(path: Path) -> int:
-    suffix = _check_file(path)
-    try:
-        if suffix in JSONL_SUFFIXES:
-            with open(path, "rb") as fh:
-                return sum(1 for line in fh if line.strip())
-        if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                n = sum(1 for record in csv.reader(fh) if any(field.strip() for field in record))
-            return max(n - 1, 0)  # minus the header row
-        if suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            try:
-                return pq.ParquetFile(path).metadata.num_rows
-            except (pa.ArrowException, OSError) as exc:
-                raise DataError(f"data file {path} is not a readable Parquet file: "
-                                f"{exc}.") from None
-        return len(_read_json(path))
-    except DataError:
-        raise
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"data file {path} cannot be read as {suffix[1:].upper()}: "
-                        f"{exc}.") from None
-    except OSError as exc:
-        raise DataError(f"data file {path} cannot be read: {exc.strerror or exc}.") from None
 
 
 def _json_kind(value: Any) -> str:
