@@ -578,8 +578,10 @@ async def test_command_palette_provider_lists_ops_for_every_run(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         provider = RunCommands(app.screen)
+        every = [str(hit.match_display) async for hit in provider.search("stop run")]
+        assert {text.split(" (")[0] for text in every} >= {"Stop run r1", "Stop run r2", "Stop run r3", "Stop run r4"}
         hits = sorted([hit async for hit in provider.search("stop run r3")], key=lambda h: -h.score)
-        assert len(hits) >= 4 and str(hits[0].match_display).startswith("Stop run r3")
+        assert [str(h.match_display) for h in hits] == ["Stop run r3 (r=8 lr=1e-4)"]  # a named run: only its commands
         hits[0].command()
         await pilot.pause()
     assert source.ops_sent == [("stop", "r3", {})]

@@ -22,7 +22,7 @@ from rftui.ui.main_screen import MainScreen
 from rftui.ui.messages import EngineBatch, OpAnswered, SourceClosed
 from rftui.ui.model import ExperimentModel, LogLine, op_line
 from rftui.ui.pacing import DEFAULT_BUDGET
-from rftui.ui.quit_dialog import QuitDialog
+from rftui.ui.quit_dialog import QuitDialog, watched_state
 
 EXIT_INTERRUPTED = 130
 
@@ -212,8 +212,11 @@ class RftuiApp(BridgeMixin, App[int]):
             elif choice == "quit":
                 self.exit(0)
 
-        self.push_screen(QuitDialog(self.source.hosted, self.model.name, self.model.finished,
-                                    getattr(self.source, "resume_command", None)), chosen)
+        source = self.source
+        exp = getattr(source, "exp", None)  # a watcher's ExperimentDir
+        resume = getattr(source, "resume_command", None) or getattr(exp, "resume_command", None)
+        watched = watched_state(self.model.state(), self.bridge_alive)  # a watcher's dialog says what quitting leaves
+        self.push_screen(QuitDialog(source.hosted, self.model.name, self.model.finished, resume, watched), chosen)
 
     def begin_stop(self) -> None:
         """Hosted: checkpoint and exit once the source has closed (the bridge posts SourceClosed)."""

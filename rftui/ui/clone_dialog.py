@@ -112,7 +112,10 @@ class CloneDialog(ModalScreen[dict | None]):
     CloneDialog Button { margin-left: 1; min-width: 10; }
     """
     BINDINGS = [
-        Binding("ctrl+s", "submit", "Clone", id="clone-submit", priority=True),
+        # Not a priority binding: those run in the app's queue at once, before the editor has taken the keys
+        # typed just before (a fast burst cloned the text without them). This one reaches the dialog through
+        # the editor, after them.
+        Binding("ctrl+s", "submit", "Clone", id="clone-submit"),
         Binding("escape", "cancel", "Cancel", id="clone-cancel", priority=True),
     ]
 

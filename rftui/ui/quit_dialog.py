@@ -13,6 +13,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 
+def watched_state(state: str, following: bool) -> str:
+    """A watcher's word for the experiment, from what its screen shows: running or stopping (its own process
+    trains it), finished, interrupted (its process is gone or quit: nothing trains it until `rftui resume`),
+    created, or unknown (not read yet, or this screen stopped following it while it said running)."""
+    if state in ("running", "stopping"):
+        return state if following else "unknown"
+    return state if state in ("finished", "interrupted", "created") else "unknown"
+
+
 class QuitDialog(ModalScreen[str | None]):
     DEFAULT_CSS = """
     QuitDialog { align: center middle; }
@@ -28,16 +37,17 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("q,y", "choose('default')", "Quit", id="quit-confirm"),
     ]
 
-    def __init__(self, hosted: bool, name: str, finished: bool = False, resume_command: str | None = None) -> None:
+    def __init__(self, hosted: bool, name: str, finished: bool = False, resume_command: str | None = None,
+                 watched: str = "running") -> None:
+        """`watched`: a watcher's `watched_state` of the experiment (the hosted app ignores it)."""
         super().__init__()
-        self.hosted, self.name_text, self.finished = hosted, name, finished
+        self.hosted, self.name_text, self.finished, self.watched = hosted, name, finished, watched
         self.resume = resume_command or f"rftui resume {name}"  # the command rftui prints on exit
         self.default = "stop" if hosted else "quit"
 
     def compose(self) -> ComposeResult:
         if not self.hosted:
-            title, body = "Stop watching?", (f"Experiment {self.name_text} is not touched: it keeps "
-                                             "running in its own process.")
+            title, body = "Stop watching?", self._watcher_body()
             label = "Quit (q)"
         elif self.finished:
             title, body = "Quit?", f"Experiment {self.name_text} has finished; everything is saved."
@@ -54,6 +64,24 @@ class QuitDialog(ModalScreen[str | None]):
             with Horizontal(id="buttons"):
                 yield Button(label, variant="primary", id="confirm")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def _watcher_body(self) -> str:
+        """What quitting leaves, as it is: the experiment's own process may be gone, or done."""
+        name, state = self.name_text, self.watched
+        if state == "running":
+            return f"Experiment {name} is not touched: it keeps running in its own process."
+        if state == "stopping":
+            return (f"Experiment {name} is not touched: its own process is stopping it (running quanta "
+                    f"checkpoint). Continue it later with `{self.resume}`.")
+        if state == "finished":
+            return f"Experiment {name} has finished; quitting only closes this screen."
+        if state == "interrupted":
+            return (f"Experiment {name} is interrupted: no process trains it now. Continue it with "
+                    f"`{self.resume}`; quitting only closes this screen.")
+        if state == "created":
+            return (f"Experiment {name} has not started: no process trains it. Start it with "
+                    f"`{self.resume}`; quitting only closes this screen.")
+        return f"Quitting does not touch experiment {name}, whether or not its own process trains it now."
 
     def on_mount(self) -> None:
         self.query_one("#confirm", Button).focus()

@@ -61,12 +61,21 @@ class StatusBar(Static):
             parts.append((1, Text(note, style=theme_color("warning", variables))))
         parts.append((3, Text.assemble(("elapsed ", muted), "-" if elapsed is None else clock_text(elapsed))))
         if not (stopping or state == "stopping"):  # winding down: no run will reach its end now
-            eta = model.eta_seconds()
-            eta_text = "-" if eta is None else ("done" if eta == 0 else clock_text(eta))
-            parts.append((1, Text.assemble(("ETA ", muted), eta_text)))
+            parts.append((1, Text.assemble(("ETA ", muted), self._eta_text(model, state))))
         if not hosted:
             parts.append((4, Text("watching", style=muted)))
         text = fit_parts(parts, max(10, (self.size.width or 80) - 2))
         if text.plain != self._shown.plain or text.spans != self._shown.spans:
             self._shown = text
             self.update(text, layout=False)  # one line, fixed size: never re-layout the screen
+
+    def _eta_text(self, model: ExperimentModel, state: str) -> str:
+        """A clock only while something trains: the experiment runs and its owner is alive (a hosted engine
+        whose feed has not stopped; a watcher reads `running` only beside a live owner, and stops reading
+        once it is gone). An interrupted experiment, or one whose feed stopped, counts down to nothing."""
+        if state == "finished":
+            return "done"
+        if state != "running" or not getattr(self.app, "bridge_alive", True):
+            return "-"
+        eta = model.eta_seconds()
+        return "-" if eta is None else ("done" if eta == 0 else clock_text(eta))
