@@ -243,7 +243,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         return 0
     new = f" -> new run {row['new_run_id']}" if row.get("new_run_id") else ""
     note = f" ({row['reason']})" if row.get("reason") else ""
-    print(f"{args.action} {args.run}: applied{note}{new}")
+    print(f"{args.action} {row.get('run_id') or args.run}: applied{note}{new}")  # the run it resolved to
     return 0
 
 

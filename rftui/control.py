@@ -58,7 +58,8 @@ def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:
 
 def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, args: dict[str, Any],
            source: str = "ctl") -> dict[str, Any]:
-    """Apply an op to a running or stopped experiment; returns the resolved op row; raises OpRefused."""
+    """Apply an op to a running or stopped experiment; returns the resolved op row (its `run_id` is the run
+    it resolved to, e.g. `r4 (r=8 lr=1e-4)` for `4`); raises OpRefused."""
     if controller_alive(store):
         op_id = store.submit_op(source, op, run_id, args)
         deadline = time.monotonic() + ANSWER_TIMEOUT
@@ -98,4 +99,5 @@ def _apply_offline(exp: ExperimentDir, spec, store: Store, op: str, run_id: str 
         if controller.sink is not None:
             controller.sink.flush()
             controller.sink.close()
-    return {"status": resolved.status, "reason": resolved.reason, "new_run_id": resolved.new_run_id}
+    return {"status": resolved.status, "reason": resolved.reason, "new_run_id": resolved.new_run_id,
+            "run_id": resolved.run_id}

@@ -70,7 +70,8 @@ def make_config(learning_rate):
         model_kwargs={"device_map": "auto", "torch_dtype": "auto", "use_cache": False},
         formatting_func=sample_formatting_function,
         compute_metrics=sample_compute_metrics,
-        generation_config={"max_new_tokens": 48, "temperature": 0.8, "top_p": 0.9, "top_k": 30,
+        # do_sample=False: greedy, deterministic ROUGE-L/BLEU; the cookbook's sampling keys only apply with True
+        generation_config={"max_new_tokens": 48, "do_sample": False, "temperature": 0.8, "top_p": 0.9, "top_k": 30,
                            "repetition_penalty": 1.05},
     )
 

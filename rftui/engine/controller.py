@@ -423,8 +423,11 @@ class Controller:
     def apply_op(self, op: str, run_id: str | None, args: dict, source: str, out: list[Any],
                  op_id: int | None = None) -> ev.OpResolved:
         """The single entry point for interactive-control ops from every front end."""
-        from rftui.engine.ops import apply
+        from rftui.engine.ops import apply, op_target
 
+        # The run as it resolved (before a clone can give its label a second run), not as typed:
+        # `stop 4` is logged and kept as `stop r4 (r=8 lr=1e-4)`.
+        shown = (op_target(self, run_id) if op in KNOWN_OPS else None) or run_id
         status, reason, new_run_id = apply(self, op, run_id, args, out)
         if status == "applied":
             self.settle_stored()
@@ -433,9 +436,9 @@ class Controller:
             out.append(resolved)
             return resolved
         if op_id is None:
-            op_id = self.store.record_op(source, op, run_id, args, status, reason, new_run_id)
+            op_id = self.store.record_op(source, op, shown, args, status, reason, new_run_id)
         else:
-            self.store.resolve_op(op_id, status, reason, new_run_id)
-        resolved = ev.OpResolved(op_id, source, op, run_id, status, reason, new_run_id)
+            self.store.resolve_op(op_id, status, reason, new_run_id, run_id=shown)
+        resolved = ev.OpResolved(op_id, source, op, shown, status, reason, new_run_id)
         out.append(resolved)
         return resolved

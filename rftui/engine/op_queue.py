@@ -58,14 +58,15 @@ class OpQueue:
                 self._read("SELECT * FROM ops WHERE status = 'pending' ORDER BY id")]
 
     def resolve_op(self, op_id: int, status: str, reason: str | None = None,
-                   new_run_id: str | None = None) -> None:
-        """Mark a pending op applied or refused. An op is resolved once only."""
+                   new_run_id: str | None = None, run_id: str | None = None) -> None:
+        """Mark a pending op applied or refused. An op is resolved once only. `run_id`, when given,
+        replaces the run as the submitter typed it with the run it resolved to (the controller's)."""
         if status not in ("applied", "refused"):
             raise ValueError(f"an op resolves to 'applied' or 'refused', not {status!r}")
         with self._write() as c:
-            cur = c.execute("UPDATE ops SET status = ?, reason = ?, new_run_id = ?,"
+            cur = c.execute("UPDATE ops SET status = ?, reason = ?, new_run_id = ?, run_id = COALESCE(?, run_id),"
                             " resolved_at = ? WHERE id = ? AND status = 'pending'",
-                            (status, reason, new_run_id, time.time(), op_id))
+                            (status, reason, new_run_id, run_id, time.time(), op_id))
             if cur.rowcount == 0:
                 raise KeyError(f"op {op_id} is not pending in {self.path}")
 

@@ -25,6 +25,22 @@ def find_run(ctl: "Controller", run_id: str | None):
     return ctl.runs[matches[0]] if len(matches) == 1 else None
 
 
+def op_target(ctl: "Controller", run_id: Any) -> str | None:
+    """How an op's log line names its run: the id it resolved to, with the run's label when the user
+    named it by number or label (`r4 (r=8 lr=1e-4)`); None when it names no run."""
+    rec = find_run(ctl, run_id)
+    if rec is None:
+        return None
+    return rec.run_id if str(run_id) == rec.run_id or not rec.spec.label else f"{rec.run_id} ({rec.spec.label})"
+
+
+def _trains_later(ctl: "Controller") -> str | None:
+    """For an op on a stored experiment (no process trains it) that leaves work to train: what trains it."""
+    if ctl.pool is not None:
+        return None
+    return f"no process is training experiment {ctl.spec.name}; `{ctl.exp.resume_command}` trains it"
+
+
 def _label_matches(ctl: "Controller", label: Any) -> list[str]:
     """The ids of the runs whose label is exactly `label` (clones share their source's label)."""
     return [r.run_id for r in ctl.runs.values() if r.spec.label == str(label)]
@@ -86,7 +102,7 @@ def _resume(ctl, rec, args, out) -> Result:
     ctl.scheduler.on_run_resumed(rec.run_id)
     ctl._set_status(rec, "waiting", out, reason="")
     ctl.reopen()  # it ended with this run stopped: `rftui resume` trains it
-    return "applied", None, None
+    return "applied", _trains_later(ctl), None
 
 
 def _delete(ctl, rec, args, out) -> Result:
@@ -249,6 +265,7 @@ def _clone(ctl, rec, args, out) -> Result:
     import shutil
 
     from rftui.config.experiment import total_steps
+    from rftui.config.generation import greedy_note, ignored_sampling_keys
     from rftui.config.validate import half_precision_problem, validate_knobs
     from rftui.engine.runs import RunRecord
 
@@ -303,7 +320,10 @@ def _clone(ctl, rec, args, out) -> Result:
                       warm_start=warm)
     ctl.store.update_run(new_id, **clone.store_fields())
     ctl.add_run(clone, out)
-    return "applied", None, new_id
+    ignored = ignored_sampling_keys(spec.generation, [k.removeprefix("generation.") for k in edits
+                                                      if k.startswith("generation.")])
+    notes = [greedy_note(ignored) if ignored else None, _trains_later(ctl)]
+    return "applied", "; ".join(n for n in notes if n) or None, new_id
 
 
 _HANDLERS["clone"] = _clone

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from rftui.config.generation import greedy_note, ignored_sampling_keys
 from rftui.config.runspec import RunSpec
 from rftui.engine.messages import EvalDone, QuantumDone, QuantumStarted, StepLogged, TrainQuantum, WorkerWarning
 from rftui.errors import RftuiError
@@ -334,6 +335,9 @@ class TrainingHost:
             self._warn_once(emit, run.run_id, f"run {run.run_id}: the eval rows are plain text, with no prompt and "
                             "reference completion: ROUGE/BLEU are skipped (eval_loss is still computed)")
             return None
+        ignored = ignored_sampling_keys(gen)  # else the only trace is a transformers line in the worker log
+        if ignored:
+            self._warn_once(emit, run.run_id, f"run {run.run_id}: {greedy_note(ignored)}")
         with preserved_rng():
             predictions, references = generate_predictions(
                 run.model, run.trainer.processing_class, run.eval_rows, gen, device=self.device,
