@@ -3,6 +3,7 @@ give it to one of them), and the plain-text table of default keys stays the UI's
 from __future__ import annotations
 
 from textual.binding import Binding
+from textual.widgets import TextArea
 
 from rftui.cli import main as cli_main
 from rftui.config.keymap import APP_WIDE, FIXED, SCREENS, check_keymap, key_name
@@ -32,6 +33,8 @@ def test_the_default_keys_and_screens_are_the_uis():
             "help screen": declared(HelpScreen), "quit dialog": declared(QuitDialog)} == SCREENS
     table_keys = {k for b in RunsTable.BINDINGS for k in b.key.split(",")}
     assert table_keys | {"ctrl+p"} == set(FIXED["main screen"])
+    editor_keys = {k.strip() for b in TextArea.BINDINGS for k in b.key.split(",")}  # the clone dialog's editor
+    assert editor_keys | {"enter", "tab"} == set(FIXED["clone dialog"])
 
 
 def test_a_key_taken_from_a_default_binding_is_refused_naming_both():
@@ -50,6 +53,13 @@ def test_a_key_taken_from_a_default_binding_is_refused_naming_both():
     assert problems({"delete": "up"}) == [
         "ui.keymap.delete: `up` moves the runs table's cursor on the main screen — "
         "pick a free key, e.g. one of a, b, d, e"]
+    # the clone dialog's text editor has the focus there, and takes every printable key
+    assert problems({"clone-submit": "x"}) == [
+        "ui.keymap.clone-submit: `x` is typed into the clone dialog's text editor — "
+        "pick a free key, e.g. one of f1, f2, f3, f4"]
+    assert problems({"clone-cancel": "escape,ctrl+a"}) == [
+        "ui.keymap.clone-cancel: `ctrl+a` is a key of the clone dialog's text editor — "
+        "pick a free key, e.g. one of f1, f2, f3, f4"]
 
 
 def test_app_wide_and_dialog_keys_get_function_keys_as_alternatives():
@@ -57,6 +67,7 @@ def test_app_wide_and_dialog_keys_get_function_keys_as_alternatives():
     found = problems({"quit-ctrl": "q"})
     assert [p.split(" — ")[0] for p in found] == [
         "ui.keymap.quit-ctrl: `q` is already quit's key by default on the main screen",
+        "ui.keymap.quit-ctrl: `q` is typed into the clone dialog's text editor",
         "ui.keymap.quit-ctrl: `q` is already details-close's key by default on the run details screen",
         "ui.keymap.quit-ctrl: `q` is already help-close's key by default on the help screen",
         "ui.keymap.quit-ctrl: `q` is already quit-confirm's key by default on the quit dialog"]
@@ -73,6 +84,8 @@ def test_keys_that_do_not_collide_are_accepted():
     assert problems({"stop": "ctrl+s"}) == []                  # clone-submit's key, but in the clone dialog
     assert problems({"help": "f1,question_mark"}) == []        # its own default key kept
     assert problems({"confirm-yes": "q"}) == []                # the delete dialog has no q
+    assert problems({"interrupt": "ctrl+c,f9"}) == []          # ctrl+c is the editor's copy too, by default
+    assert problems({"clone-submit": "ctrl+enter"}) == []
 
 
 def test_plan_exits_2_at_the_keymap_line(tmp_path, capsys):

@@ -26,13 +26,22 @@ SCREENS: dict[str, dict[str, str]] = {
     "quit dialog": {"quit-confirm": "q,y", "quit-cancel": "escape,n"},
 }
 APP_WIDE: dict[str, str] = {"quit-ctrl": "ctrl+q", "interrupt": "ctrl+c"}
-# Keys a screen uses that no keymap moves: the runs table has the focus, so its keys come first;
-# ctrl+p opens the command palette.
+# Keys a screen's focused widget uses, which no keymap moves: it takes them before the screen's own
+# bindings (and a priority binding would take them from it). The runs table moves its cursor; the clone
+# dialog's text editor (Textual's TextArea bindings) edits the knobs, and takes every printable key.
+_EDITOR_KEYS = (
+    "up", "down", "left", "right", "ctrl+left", "ctrl+right", "home", "ctrl+a", "end", "ctrl+e", "pageup",
+    "pagedown", "ctrl+shift+left", "ctrl+shift+right", "shift+home", "shift+end", "shift+up", "shift+down",
+    "shift+left", "shift+right", "f6", "f7", "backspace", "ctrl+w", "ctrl+backspace", "alt+backspace", "delete",
+    "ctrl+d", "alt+delete", "ctrl+x", "super+x", "ctrl+c", "super+c", "ctrl+v", "ctrl+u", "super+backspace",
+    "ctrl+k", "ctrl+shift+k", "ctrl+z", "super+z", "ctrl+y", "super+y", "enter", "tab")
 FIXED: dict[str, dict[str, str]] = {
-    "main screen": {**{k: "moves the runs table's cursor" for k in (
+    "main screen": {**{k: "moves the runs table's cursor on the main screen" for k in (
         "up", "down", "left", "right", "pageup", "pagedown", "home", "end", "ctrl+home", "ctrl+end")},
-        "ctrl+p": "opens the command palette"},
+        "ctrl+p": "opens the command palette on the main screen"},
+    "clone dialog": {k: "is a key of the clone dialog's text editor" for k in _EDITOR_KEYS},
 }
+TYPED_IN = "clone dialog"  # the screen whose text editor takes printable keys
 
 BINDING_IDS = (*SCREENS["main screen"], *APP_WIDE,
                *(b for screen, ids in SCREENS.items() if screen != "main screen" for b in ids))
@@ -78,18 +87,30 @@ def check_keymap(value: Any, path: str) -> list[Problem]:
     return _conflicts({str(b): k for b, k in value.items()}, path)
 
 
+def _printable(key: str) -> bool:
+    """A key that types a character (`x`, `question_mark`, `space`), as a text editor takes it."""
+    if len(key) == 1:
+        return True
+    name = {"slash": "solidus", "backslash": "reverse_solidus", "at": "commercial_at", "minus": "hyphen_minus",
+            "plus": "plus_sign", "underscore": "low_line"}.get(key, key)
+    try:
+        return unicodedata.lookup(name.replace("_", " ")).isprintable()
+    except KeyError:
+        return False
+
+
 def _conflicts(keymap: dict[str, str], path: str) -> list[Problem]:
-    """A remapped key that another binding of the same screen still has would silently take it
-    (Textual keeps one binding per key): refuse it, naming both and some free keys."""
+    """A remapped key that another binding of the same screen still has, or that the screen's focused
+    widget uses, would silently go to one of them: refuse it, naming both and some free keys. A key a
+    binding has by default is left alone (ctrl+c is both the interrupt and the editor's copy)."""
     keys = {b: _keys(keymap.get(b, default)) for b, default in DEFAULT_KEYS.items()}
     taken = {screen: {k for b in [*ids, *APP_WIDE] for k in keys[b]} | set(FIXED.get(screen, {}))
              for screen, ids in SCREENS.items()}
 
     def free(binding: str, screen: str) -> str:
-        # The clone dialog's keys and the app-wide ones are priority bindings: a letter would stop
-        # the clone dialog's text fields taking it, so they get function keys.
+        # A key typed in the clone dialog's editor is not free there, nor, for the app-wide bindings, anywhere.
         app_wide = binding in APP_WIDE
-        letters = not (app_wide or screen == "clone dialog")
+        letters = not (app_wide or screen == TYPED_IN)
         candidates = list(string.ascii_lowercase) if letters else [f"f{i}" for i in range(1, 13)]
         used = set().union(*taken.values()) if app_wide else taken[screen]
         return ", ".join([c for c in candidates if c not in used][:4])
@@ -100,9 +121,13 @@ def _conflicts(keymap: dict[str, str], path: str) -> list[Problem]:
         fixed = FIXED.get(screen, {})
         for binding in (b for b in active if b in keymap):
             for key in keys[binding]:
-                if key in fixed:
-                    problems.append(Problem(f"{path}.{binding}", f"`{key}` {fixed[key]} on the {screen}",
-                                            f"pick a free key, e.g. one of {free(binding, screen)}"))
+                if key not in _keys(DEFAULT_KEYS[binding]) and (key in fixed or (
+                        screen == TYPED_IN and _printable(key))):
+                    what = fixed.get(key, "is typed into the clone dialog's text editor")
+                    if (binding, key) not in seen:
+                        seen.add((binding, key))
+                        problems.append(Problem(f"{path}.{binding}", f"`{key}` {what}",
+                                                f"pick a free key, e.g. one of {free(binding, screen)}"))
                 for other in (b for b in active if b != binding and key in keys[b]):
                     if (frozenset((binding, other)), key) in seen:
                         continue
