@@ -32,8 +32,7 @@ class EventLog(RichLog):
     DEFAULT_CSS = """
     EventLog { height: 6; border: round $panel-lighten-2; border-title-color: $foreground; padding: 0 1;
                scrollbar-size-vertical: 1; }
-    EventLog.-tall { height: 10; }
-    """
+    """  # the screen sets its height: more on a tall terminal
 
     def __init__(self, elapsed: Callable[[], float], **kwargs: Any) -> None:
         super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, **kwargs)

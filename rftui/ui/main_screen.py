@@ -14,7 +14,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.color import Color
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
+from textual.css.scalar import Scalar
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable
 
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
     from rftui.ui.app import RftuiApp
 
 WIDE = 140
+# Rows above the footer, shared (see MainScreen.fit_rows): the table up to its cap, the rest to the
+# charts (at least CHARTS_MIN), the event log and the status bar.
+CHARTS_MIN = 6
+TABLE_CAP, TABLE_CAP_TALL = 12, 20  # header + rows; more runs scroll inside the table
+TABLE_MIN = 3                       # header + 2 rows
+EVENTS_ROWS, EVENTS_ROWS_TALL, EVENTS_MIN = 6, 10, 3
 TABLE_SECONDS = 1.0    # a row whose numbers changed is rewritten at most this often (DataTable
                        # re-renders every cell on any update)
 OVERLAY_SECONDS = 1.0  # the overlay (every run, the biggest chart) follows new points at most this often
@@ -42,12 +50,22 @@ TALL = 40
 EAGER_SECONDS = 2.0  # after an op is answered, redraw at full rate for this long, whatever the pacer says
 
 
+class Body(Vertical):
+    """Everything above the footer: its height is what the screen shares out (it never scrolls)."""
+
+    def on_resize(self, event: Resize) -> None:
+        if isinstance(self.screen, MainScreen):
+            self.screen.fit_rows(event.size.height)
+
+
 class MainScreen(Screen[None]):
-    DEFAULT_CSS = """
-    MainScreen { layout: vertical; }
-    MainScreen #charts { height: 1fr; min-height: 6; }
-    MainScreen #charts ChartGrid { width: 1fr; }
-    MainScreen.-wide #charts ChartGrid { width: 2fr; }
+    DEFAULT_CSS = f"""
+    MainScreen {{ layout: vertical; overflow: hidden hidden; }}
+    MainScreen #body {{ height: 1fr; overflow: hidden hidden; }}
+    MainScreen #status {{ dock: bottom; }}
+    MainScreen #charts {{ height: 1fr; min-height: {CHARTS_MIN}; }}
+    MainScreen #charts ChartGrid {{ width: 1fr; }}
+    MainScreen.-wide #charts ChartGrid {{ width: 2fr; }}
     """
     BINDINGS = [
         Binding("s", "op('stop')", "Stop", id="stop",
@@ -95,12 +113,13 @@ class MainScreen(Screen[None]):
         self._idle = 0.0  # seconds spent finished before a clone reopened it: not training time
 
     def compose(self) -> ComposeResult:
-        yield RunsTable(id="runs")
-        with Horizontal(id="charts"):
-            yield ChartGrid(id="grid")
-            yield OverlayChart(id="overlay")
-        yield EventLog(self.app.elapsed, id="log")
-        yield StatusBar(id="status")
+        with Body(id="body"):
+            yield StatusBar(id="status")  # docked at the body's bottom: never pushed off screen
+            yield RunsTable(id="runs")
+            with Horizontal(id="charts"):
+                yield ChartGrid(id="grid")
+                yield OverlayChart(id="overlay")
+            yield EventLog(self.app.elapsed, id="log")
         yield KeysFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -115,11 +134,24 @@ class MainScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
-        tall = self.size.height >= TALL
-        self.query_one(RunsTable).set_class(tall, "-tall")
-        self.query_one(EventLog).set_class(tall, "-tall")
         self._all = self._table_all = True
         self.call_after_refresh(self.flush)
+
+    def fit_rows(self, rows: int) -> None:
+        """Share the `rows` above the footer so the whole screen fits: the table is as tall as its
+        runs up to a cap that shrinks on a short terminal (more runs scroll inside it), the charts
+        keep CHARTS_MIN, the event log its rows (fewer only below 80x24)."""
+        tall = self.size.height >= TALL
+        room = rows - 1 - CHARTS_MIN  # the table and the event log; 1: the status bar
+        events = EVENTS_ROWS_TALL if tall else EVENTS_ROWS
+        table_rows = max(TABLE_MIN, min(TABLE_CAP_TALL if tall else TABLE_CAP, room - events))
+        events = max(EVENTS_MIN, min(events, room - table_rows))
+        table, log = self.query_one(RunsTable), self.query_one(EventLog)
+        if table.styles.max_height != Scalar.from_number(table_rows):
+            table.styles.max_height = table_rows
+            table.call_after_refresh(table.keep_selected_in_view)  # shorter: the selected row stays shown
+        if log.styles.height != Scalar.from_number(events):
+            log.styles.height = events
 
     # ------------------------------------------------------------------ feeding
 
@@ -273,7 +305,9 @@ class MainScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#runs")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         run_id = event.row_key.value if event.row_key is not None else None
-        if run_id == self.selected:
+        if run_id == self.selected or run_id != self.query_one(RunsTable).selected_run:
+            # The second: a stale message (a rebuild puts the cursor on row 0, then back on the
+            # selected run): taken late, it selected row 0's run and drew the overlay's line for it.
             return
         previous, self.selected = self.selected, run_id
         with self.app.batch_update():

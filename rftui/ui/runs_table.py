@@ -112,8 +112,7 @@ class RunsTable(DataTable, inherit_bindings=False):
 
     DEFAULT_CSS = """
     RunsTable { height: auto; max-height: 12; }
-    RunsTable.-tall { max-height: 20; }
-    """
+    """  # the screen sets max-height to what the terminal has room for (MainScreen.fit_rows); more rows scroll
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=CELL_PADDING, **kwargs)
@@ -260,4 +259,9 @@ class RunsTable(DataTable, inherit_bindings=False):
         except Exception:
             return
         if index != self.cursor_row:
-            self.move_cursor(row=index, animate=False)
+            self.move_cursor(row=index, animate=False)  # scrolls the row into view
+
+    def keep_selected_in_view(self) -> None:
+        """Scroll the selected row into view (the table got shorter)."""
+        if self.row_count:
+            self.move_cursor(row=self.cursor_row, animate=False)
