@@ -207,4 +207,4 @@ def test_num_chunks_over_the_step_count_names_its_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         plan_steps(spec, 1)  # what `rftui plan`, `rftui run` and run_fit check
     assert str(info.value.problems[0]) == (f"{config}:4: num_chunks: run r1 has only 4 optimizer steps (1 training "
-                                           "rows) but num_chunks=8 — lower num_chunks, add data, or raise max_steps")
+                                           "row) but num_chunks=8 — lower num_chunks, add data, or raise max_steps")

@@ -77,4 +77,4 @@ def test_plan_says_too_few_steps_in_run_s_words(tmp_path, capsys):
     planned = capsys.readouterr().err
     assert main(["run", config, "--no-ui", "--no-tracking", "--workdir", str(tmp_path / "runs")]) == 2
     assert capsys.readouterr().err == planned
-    assert "run r1 has only 1 optimizer steps (4 training rows) but num_chunks=2" in planned
+    assert "run r1 has only 1 optimizer step (4 training rows) but num_chunks=2" in planned

@@ -181,8 +181,8 @@ def plan_steps(spec: ExperimentSpec, num_rows: int) -> dict[str, int]:
     for run in spec.runs:
         total = total_steps(run.training, num_rows)
         if total < spec.num_chunks:
-            problems.append(Problem("num_chunks", f"run {run.run_id} has only {total} optimizer steps "
-                                    f"({num_rows} training rows) but num_chunks={spec.num_chunks}",
+            problems.append(Problem("num_chunks", f"run {run.run_id} has only {total} optimizer step{'s' * (total != 1)} "
+                                    f"({num_rows} training row{'s' * (num_rows != 1)}) but num_chunks={spec.num_chunks}",
                                     "lower num_chunks, add data, or raise max_steps", spec.source_file))
         steps[run.run_id] = total
     if problems:
