@@ -9,6 +9,7 @@ from ui_helpers import FixedClock, record, settle
 from rftui.engine import events as ev
 from rftui.ui.app import build_app
 from rftui.ui.details import DetailsScreen, run_lines, run_log_tail
+from rftui.ui.model import Batch, ExperimentModel
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +90,54 @@ def test_a_failed_runs_traceback_is_found_among_the_other_runs_of_its_worker(tmp
     assert not any("run r2" in line for line in mine)
     theirs = run_log_tail(log, "r2")
     assert "quantum done: run r2 -> 4" in theirs and "Traceback" not in theirs
+
+
+W0 = """\
+2026-01-01 10:00:00,000 worker-0 INFO rftui.worker: ==== worker 0 started: pid 1, device cpu ====
+2026-01-01 10:00:01,000 worker-0 INFO rftui.worker: quantum: run r1 chunk 0 steps 0..2
+r1 chunk 0 output
+2026-01-01 10:00:02,000 worker-0 INFO rftui.worker: quantum done: run r1 -> 2
+2026-01-01 10:00:05,000 worker-0 INFO rftui.worker: quantum: run r1 chunk 2 steps 4..6
+r1 chunk 2 output
+2026-01-01 10:00:06,000 worker-0 INFO rftui.worker: quantum done: run r1 -> 6
+"""
+W1 = """\
+2026-01-01 10:00:00,000 worker-1 INFO rftui.worker: ==== worker 1 started: pid 2, device cpu ====
+2026-01-01 10:00:02,500 worker-1 INFO rftui.worker: quantum: run r1 chunk 1 steps 2..4
+r1 chunk 1 output
+2026-01-01 10:00:03,000 worker-1 INFO rftui.worker: quantum done: run r1 -> 4
+2026-01-01 10:00:03,100 worker-1 INFO rftui.worker: quantum: run r2 chunk 0 steps 0..2
+r2 output
+"""
+
+
+def test_a_run_trained_on_two_workers_shows_every_chunk_in_chunk_order(tmp_path, monkeypatch):
+    """Only the last worker's log was read: chunk 1 (worker 1) was lost when chunk 2 went to worker 0."""
+    w0, w1 = tmp_path / "worker-0.log", tmp_path / "worker-1.log"
+    w0.write_text(W0)
+    w1.write_text(W1)
+    outputs = [line for line in run_log_tail([w0, w1], "r1").splitlines() if "output" in line]
+    assert outputs == ["r1 chunk 0 output", "r1 chunk 1 output", "r1 chunk 2 output"]
+    assert run_log_tail([w1, w0], "r1") == run_log_tail([w0, w1], "r1")  # not by the files' order
+    assert run_log_tail([w0, w1], "r1", lines=4).splitlines()[0].endswith("quantum done: run r1 -> 4")
+    assert run_log_tail([w0, w1], "r2").splitlines()[-1] == "r2 output"
+    assert run_log_tail([w0, w1], "r3") == "(no lines of r3 in the last 1024 KiB of these logs yet)"
+    assert run_log_tail([w0, tmp_path / "worker-2.log"], "r1").count("output") == 2  # a missing log is skipped
+    # Bounded per file: each its own last bytes (worker 1's window starts past its r1 quantum's first line).
+    monkeypatch.setattr("rftui.ui.details.TAIL_BYTES", len(W1) - W1.index("r1 chunk 1 output"))
+    assert [line for line in run_log_tail([w0, w1], "r1").splitlines() if "output" in line] == ["r1 chunk 2 output"]
+
+
+def test_the_details_screen_reads_the_logs_of_every_worker_the_run_trained_on(tmp_path):
+    """The model keeps every worker a run's quanta went to (the main screen asked only for the last one)."""
+    (tmp_path / "worker-0.log").write_text(W0)
+    (tmp_path / "worker-1.log").write_text(W1)
+    model = ExperimentModel("exp", num_workers=2)
+    model.apply(Batch(events=[ev.QuantumDispatched(0, "r1", 0, 0, 2), ev.QuantumDispatched(1, "r1", 1, 2, 4),
+                              ev.QuantumDispatched(0, "r1", 2, 4, 6), ev.QuantumDispatched(-1, "r2", 0, 0, 2)]))
+    assert model.run_workers("r1") == [0, 1] and model.last_worker("r1") == 0
+    assert model.run_workers("r2") == [] and model.run_workers("r9") == []
+    logs = [tmp_path / f"worker-{w}.log" for w in model.run_workers("r1")]
+    screen = DetailsScreen(model, "r1", logs)
+    assert [line for line in screen._log().splitlines() if "output" in line] == [
+        "r1 chunk 0 output", "r1 chunk 1 output", "r1 chunk 2 output"]

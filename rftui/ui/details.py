@@ -1,4 +1,4 @@
-"""Run details (enter): status, the full config, a table of recent metrics and the run's lines of its worker's log."""
+"""Run details (enter): status, the full config, a table of recent metrics and the run's lines of its workers' logs."""
 from __future__ import annotations
 
 import os
@@ -32,36 +32,57 @@ def _read_end(path: Path, size: int) -> str:
     return data.split("\n", 1)[-1] if start else data
 
 
-def run_lines(text: str, run_id: str) -> list[str]:
-    """The lines of a worker log that concern `run_id`: each of its quanta, from the worker's
-    `quantum: run ID chunk` line to its `quantum done: run ID` line, or to the next quantum or worker
-    start (rftui.engine.worker writes these), so a failure's traceback, what a crash left on stderr and
-    the pool's restart line stay with the run. A worker trains one quantum at a time, so
-    the lines in between (transformers' output, warnings) are that run's."""
+def run_blocks(text: str, run_id: str) -> list[tuple[int, list[str]]]:
+    """A worker log's quanta of `run_id` as (chunk, lines): each from the worker's `quantum: run ID chunk C`
+    line to its `quantum done: run ID` line, or to the next quantum or worker start (rftui.engine.worker
+    writes these), so a failure's traceback, what a crash left on stderr and the pool's restart line stay
+    with the run. A worker trains one quantum at a time, so the lines in between (transformers' output,
+    warnings) are that run's."""
     start, done = f"rftui.worker: quantum: run {run_id} chunk ", f"rftui.worker: quantum done: run {run_id} -> "
-    out: list[str] = []
+    blocks: list[tuple[int, list[str]]] = []
     inside = False
     for line in text.splitlines():
         if "rftui.worker: quantum: run " in line or "rftui.worker: ==== worker " in line:
             inside = start in line
+            if inside:
+                chunk = line.split(start, 1)[1].split(" ", 1)[0]
+                blocks.append((int(chunk) if chunk.isdigit() else -1, []))
         if inside:
-            out.append(line)
+            blocks[-1][1].append(line)
             inside = done not in line
-    return out
+    return blocks
 
 
-def run_log_tail(path: Path | None, run_id: str, lines: int = TAIL_LINES) -> str:
-    """The last lines of the worker log that concern `run_id` (a worker's log holds many runs)."""
-    if path is None:
+def run_lines(text: str, run_id: str) -> list[str]:
+    """The lines of a worker log that concern `run_id` (its quanta, as run_blocks finds them)."""
+    return [line for _, lines in run_blocks(text, run_id) for line in lines]
+
+
+def run_log_tail(paths: Path | list[Path] | None, run_id: str, lines: int = TAIL_LINES) -> str:
+    """The last lines that concern `run_id` in the logs of the workers its quanta ran on (a worker's log
+    holds many runs; a run's chunks may train on different workers). Quanta are put in chunk order, then
+    by when they started (a retried chunk after its failed try), each file read to its last TAIL_BYTES."""
+    paths = [paths] if isinstance(paths, Path) else list(paths or [])
+    if not paths:
         return "(no worker has run this run yet)"
-    try:
-        mine = run_lines(_read_end(path, TAIL_BYTES), run_id)
-    except FileNotFoundError:
-        return f"({path} does not exist yet)"
-    except OSError as exc:
-        return f"(cannot read {path}: {exc.strerror or exc})"
+    found: list[tuple[int, str, int, int, list[str]]] = []
+    notes: list[str] = []
+    for index, path in enumerate(paths):
+        try:
+            blocks = run_blocks(_read_end(path, TAIL_BYTES), run_id)
+        except FileNotFoundError:
+            notes.append(f"({path} does not exist yet)")
+            continue
+        except OSError as exc:
+            notes.append(f"(cannot read {path}: {exc.strerror or exc})")
+            continue
+        # The logging time that starts each line (`2026-01-01 10:00:01,000`) orders two files' tries of one chunk.
+        found += [(chunk, block[0][:23], index, pos, block) for pos, (chunk, block) in enumerate(blocks)]
+    mine = [line for *_, block in sorted(found, key=lambda f: f[:4]) for line in block]
     if not mine:
-        return f"(no lines of {run_id} in the last {TAIL_BYTES // 1024} KiB of this log yet)"
+        where = "this log" if len(paths) == 1 else "these logs"
+        return "\n".join(notes) if len(notes) == len(paths) else \
+            f"(no lines of {run_id} in the last {TAIL_BYTES // 1024} KiB of {where} yet)"
     return "\n".join(mine[-lines:]).rstrip()  # a traceback ends its log record with a blank line
 
 
@@ -110,14 +131,15 @@ class DetailsScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details-close")]
 
-    def __init__(self, model: ExperimentModel, run_id: str, log_path: Path | None,
-                 find_log: Callable[[], Path | None] | None = None) -> None:
-        """`find_log` finds the log again on each refresh (a pending run gets a worker later)."""
+    def __init__(self, model: ExperimentModel, run_id: str, log_paths: list[Path],
+                 find_logs: Callable[[], list[Path]] | None = None) -> None:
+        """`log_paths`: the logs of the workers the run's quanta ran on. `find_logs` finds them again on each
+        refresh (a pending run gets a worker later, a running one its next chunk's)."""
         super().__init__()
-        self.model, self.run_id, self.log_path = model, run_id, log_path
-        self.find_log = find_log
+        self.model, self.run_id, self.log_paths = model, run_id, list(log_paths)
+        self.find_logs = find_logs
         self._shown: dict[str, object] = {}
-        self._log_read: tuple[object, str] = (None, "")  # (the log's path, size and mtime; its text)
+        self._log_read: tuple[object, str] = (None, "")  # (the logs' paths, sizes and mtimes; their text)
 
     def summary(self) -> str:
         row = self.model.runs[self.run_id]
@@ -147,9 +169,9 @@ class DetailsScreen(Screen[None]):
 
     def refresh_details(self) -> None:
         """Show what changed since the last refresh (status, new metric rows, new log lines)."""
-        if self.find_log is not None:
-            self.log_path = self.find_log() or self.log_path
-        where = str(self.log_path) if self.log_path else "worker log"
+        if self.find_logs is not None:
+            self.log_paths = self.find_logs() or self.log_paths
+        where = ", ".join(map(str, self.log_paths)) or "worker log"
         parts = {"summary": self.summary(), "metrics": metrics_rows(self.model, self.run_id),
                  "log-heading": f"Log tail, {self.run_id}'s lines: {where}",
                  "log": self._log()}
@@ -163,14 +185,14 @@ class DetailsScreen(Screen[None]):
                 self.query_one(f"#{key}", Static).update(Text(value))  # Text: a log line is never markup
 
     def _log(self) -> str:
-        """This run's log lines, read again only when the file changed (it may be a MiB, every second)."""
+        """This run's log lines, read again only when a file changed (each may be a MiB, every second)."""
         try:
-            stat = os.stat(self.log_path) if self.log_path is not None else None
-            key: object = (self.log_path, stat.st_size, stat.st_mtime_ns) if stat else None
+            key: object = tuple((path, stat.st_size, stat.st_mtime_ns)
+                                for path, stat in ((p, os.stat(p)) for p in self.log_paths))
         except OSError:
             key = object()  # never equal: say why it cannot be read
-        if key is None or key != self._log_read[0]:
-            self._log_read = (key, run_log_tail(self.log_path, self.run_id))
+        if key == () or key != self._log_read[0]:
+            self._log_read = (key, run_log_tail(self.log_paths, self.run_id))
         return self._log_read[1]
 
     def _fill_table(self, names: list[str], rows: list[list[str]]) -> None:

@@ -375,11 +375,11 @@ class MainScreen(Screen[None]):
         target = self._target(run_id)
         if target is None:
             return
-        def find_log() -> Any:
-            worker = self.model.last_worker(target)
-            return self.app.source.worker_log(worker) if worker is not None and worker >= 0 else None
+        def find_logs() -> list[Any]:  # a run's chunks may have trained on several workers
+            logs = (self.app.source.worker_log(worker) for worker in self.model.run_workers(target))
+            return [log for log in logs if log is not None]
 
-        self.app.push_screen(DetailsScreen(self.model, target, find_log(), find_log))
+        self.app.push_screen(DetailsScreen(self.model, target, find_logs(), find_logs))
 
     def action_cycle_metric(self) -> None:
         self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]

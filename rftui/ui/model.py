@@ -228,6 +228,7 @@ class ExperimentModel:
         self.finished = False
         self._dispatched: dict[str, int] = {}
         self._last_worker: dict[str, int] = {}
+        self._ran_on: dict[str, list[int]] = {}  # the workers a run's quanta went to, first use first
         self._seconds = 0.0
         self._steps = 0
         self._warnings = WarningTally()
@@ -288,6 +289,9 @@ class ExperimentModel:
         if isinstance(event, ev.QuantumDispatched):
             self._dispatched[event.run_id] = event.start_step
             self._last_worker[event.run_id] = event.worker_id
+            ran_on = self._ran_on.setdefault(event.run_id, [])
+            if event.worker_id not in ran_on:
+                ran_on.append(event.worker_id)
             self.workers[event.worker_id] = event.run_id
             changes.status = True
         elif isinstance(event, ev.QuantumReport):
@@ -361,6 +365,15 @@ class ExperimentModel:
         if row is not None and row.worker_id is not None:
             return row.worker_id
         return self._last_worker.get(run_id)
+
+    def run_workers(self, run_id: str) -> list[int]:
+        """Every worker the run's quanta went to (a run trains its chunks wherever a worker is free),
+        with the stored last one (a resumed session did not see the earlier quanta); -1 (unknown) left out."""
+        workers = list(self._ran_on.get(run_id, []))
+        last = self.last_worker(run_id)
+        if last is not None and last not in workers:
+            workers.append(last)
+        return sorted(w for w in workers if w >= 0)
 
     def seconds_per_step(self) -> float | None:
         return self._seconds / self._steps if self._steps else None
