@@ -234,12 +234,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         row = submit(exp, spec, store, args.action, args.run, op_args)
     except OpRefused as exc:
         if args.json:  # a script reads the refusal as it reads a result; a person still gets stderr and exit 2
-            print(json.dumps({"op": args.action, "run": args.run, "status": "refused", "reason": exc.reason,
-                              "new_run_id": None}))
+            print(json.dumps({"op": args.action, "run": args.run, "run_id": exc.run_id, "status": "refused",
+                              "reason": exc.reason, "new_run_id": None}))
         raise
     if args.json:
-        print(json.dumps({"op": args.action, "run": args.run, "status": row["status"], "reason": row.get("reason"),
-                          "new_run_id": row.get("new_run_id")}))
+        print(json.dumps({"op": args.action, "run": args.run, "run_id": row.get("resolved_run_id"),
+                          "status": row["status"], "reason": row.get("reason"), "new_run_id": row.get("new_run_id")}))
         return 0
     new = f" -> new run {row['new_run_id']}" if row.get("new_run_id") else ""
     note = f" ({row['reason']})" if row.get("reason") else ""
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="clone edit, repeatable: learning_rate=5e-4, lora.r=16, generation.top_p=0.9")
     ctl.add_argument("--warm", action="store_true", help="clone with warm start from the run's latest state")
     ctl.add_argument("--json", action="store_true", help="print JSON: ls as `rftui show --json`, an op's result "
-                     "as {op, run, status, reason, new_run_id}")
+                     "as {op, run, run_id, status, reason, new_run_id}")
     ctl.add_argument("--workdir", type=workdir, help="directory holding experiments (default ./rftui-runs)")
     ctl.set_defaults(func=cmd_ctl, parser=ctl)
 

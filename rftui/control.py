@@ -59,7 +59,8 @@ def offline_controller(exp: ExperimentDir, spec, store: Store) -> Controller:
 def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, args: dict[str, Any],
            source: str = "ctl") -> dict[str, Any]:
     """Apply an op to a running or stopped experiment; returns the resolved op row (its `run_id` is the run
-    it resolved to, e.g. `r4 (r=8 lr=1e-4)` for `4`); raises OpRefused."""
+    it resolved to, e.g. `r4 (r=8 lr=1e-4)` for `4`, and `resolved_run_id` that run's id alone, None where
+    it named no run); raises OpRefused (with that id as its `run_id`)."""
     if controller_alive(store):
         op_id = store.submit_op(source, op, run_id, args)
         deadline = time.monotonic() + ANSWER_TIMEOUT
@@ -79,8 +80,13 @@ def submit(exp: ExperimentDir, spec, store: Store, op: str, run_id: str | None, 
                                       "is its process stuck? The op stays queued and is applied when it reads it")
     else:
         row = _apply_offline(exp, spec, store, op, run_id, args, source)
+    from rftui.engine.ops import target_id
+
+    row = {**row, "resolved_run_id": target_id(row.get("run_id"), {r["run_id"]: r["label"] or ""
+                                                                    for r in store.list_runs()})}
     if row["status"] != "applied":
-        raise OpRefused(f"{op} {run_id or ''}: refused: {row['reason']}", reason=row["reason"])
+        raise OpRefused(f"{op} {run_id or ''}: refused: {row['reason']}", reason=row["reason"],
+                        run_id=row["resolved_run_id"])
     return row
 
 

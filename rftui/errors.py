@@ -24,6 +24,7 @@ class OpRefused(RftuiError):
     """An interactive-control op was refused (illegal transition or bad edit). `reason` is the refusal's own
     words, without the "{op} {run}: refused: " the message starts with (`ctl --json` prints it alone)."""
 
-    def __init__(self, message: str, reason: str | None = None):
+    def __init__(self, message: str, reason: str | None = None, run_id: str | None = None):
         super().__init__(message)
         self.reason = message if reason is None else reason
+        self.run_id = run_id  # the run id it resolved to; None when refused before it named one

@@ -37,6 +37,26 @@ def test_ctl_on_a_stored_experiment_names_the_resolved_run_and_what_trains_it(tm
         store.close()
 
 
+def test_ctl_json_gives_the_id_a_label_resolved_to_beside_the_run_as_typed(tmp_path, capsys):
+    import json
+
+    fake_experiment(tmp_path).store.close()
+    code, out, _ = ctl(tmp_path, capsys, "stop", "lr=3e-4", "--json")
+    assert code == 0 and json.loads(out) == {"op": "stop", "run": "lr=3e-4", "run_id": "r2", "status": "applied",
+                                             "reason": None, "new_run_id": None}
+    ctl(tmp_path, capsys, "clone", "r1")  # r1 and r3 share a label now: it names no single run
+    code, out, _ = ctl(tmp_path, capsys, "delete", "lr=1e-3", "--json")
+    assert code == 2 and (json.loads(out)["run"], json.loads(out)["run_id"]) == ("lr=1e-3", None)
+
+
+def test_target_id_reads_back_what_op_target_wrote():
+    from rftui.engine.ops import target_id
+
+    labels = {"r1": "lr=1e-3", "r2": "lr=3e-4", "r3": ""}
+    assert [target_id(s, labels) for s in ("r2 (lr=3e-4)", "r1", "r3", None, "r9", "lr=3e-4", "r2 (lr=1e-3)")] == [
+        "r2", "r1", "r3", None, None, None, None]
+
+
 def test_an_op_a_live_owner_serves_is_logged_with_the_run_it_resolved_to(tmp_path):
     controller = fake_experiment(tmp_path)  # a controller with a pool trains what an op leaves: no hint
     try:

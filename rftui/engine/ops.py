@@ -34,6 +34,17 @@ def op_target(ctl: "Controller", run_id: Any) -> str | None:
     return rec.run_id if str(run_id) == rec.run_id or not rec.spec.label else f"{rec.run_id} ({rec.spec.label})"
 
 
+def target_id(shown: str | None, labels: dict[str, str]) -> str | None:
+    """The run id in an op's `run_id` as op_target wrote it (`r4`, `r4 (r=8 lr=1e-4)`), given the experiment's
+    runs as {id: label}; None where the op named no run it could resolve (it keeps what was typed)."""
+    if shown is None:
+        return None
+    if shown in labels:
+        return shown
+    run_id, _, rest = shown.partition(" (")
+    return run_id if run_id in labels and labels[run_id] and rest == f"{labels[run_id]})" else None
+
+
 def _trains_later(ctl: "Controller") -> str | None:
     """For an op on a stored experiment (no process trains it) that leaves work to train: what trains it."""
     if ctl.pool is not None:
