@@ -43,6 +43,18 @@ def drive(controller, limit: float = 30.0, on_events=None) -> list:
     return seen
 
 
+def op_then_shut_down(controller, op: str, run_id: str) -> None:
+    """Start, apply `op` to `run_id` at once, then stop the experiment (its quanta checkpoint) and close it."""
+    try:
+        controller.start()
+        controller.apply_op(op, run_id, {}, "api", [])
+        controller.begin_shutdown()
+        while not controller.finished:
+            controller.step(0.05)
+    finally:
+        controller.close()
+
+
 def trained_experiment(tmp_path, name="exp", **kwargs):
     """A fake-backend experiment trained to its end and closed; its store stays open for the test to read."""
     ctl = fake_experiment(tmp_path, name, **kwargs)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine_helpers import FAKE, drive, fake_experiment
+from engine_helpers import FAKE, drive, fake_experiment, op_then_shut_down
 from rftui.cli import main as cli_main
 from rftui.engine import events as ev
 from rftui.engine.assemble import make_controller
@@ -147,14 +147,7 @@ def test_a_run_resumed_by_ctl_while_no_process_trains_it_stays_killed_in_mlflow(
     from rftui.control import submit
 
     controller = fake_experiment(tmp_path, tracking=True, max_steps=40, num_chunks=4)
-    try:
-        controller.start()
-        controller.apply_op("stop", "r1", {}, "api", [])
-        controller.begin_shutdown()
-        while not controller.finished:
-            controller.step(0.05)
-    finally:
-        controller.close()
+    op_then_shut_down(controller, "stop", "r1")
     assert _mlflow_status(tmp_path)["r1"] == "KILLED"
     assert submit(controller.exp, controller.spec, controller.store, "resume", "r1", {})["status"] == "applied"
     assert controller.store.get_run("r1")["status"] in ("waiting", "pending")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import mlflow_helpers
-from engine_helpers import FAKE, drive, fake_experiment
+from engine_helpers import FAKE, drive, fake_experiment, op_then_shut_down
 from rftui.control import submit
 from rftui.engine.assemble import make_controller
 from rftui.engine.messages import QuantumDone
@@ -55,14 +55,7 @@ def test_a_run_deleted_on_a_finished_experiment_stays_deleted_in_mlflow_after_re
 
 def test_a_run_deleted_while_the_experiment_ran_stays_deleted_after_resume(tmp_path):
     controller = fake_experiment(tmp_path, tracking=True, max_steps=40, num_chunks=4, step_seconds=0.02)
-    try:
-        controller.start()
-        controller.apply_op("delete", "r2", {}, "api", [])
-        controller.begin_shutdown()
-        while not controller.finished:
-            controller.step(0.05)
-    finally:
-        controller.close()
+    op_then_shut_down(controller, "delete", "r2")
     assert controller.store.get_run("r2")["status"] == "deleted"
     assert (_mlflow_runs(tmp_path)["r2"].info.lifecycle_stage, _mlflow_runs(tmp_path)["r2"].info.status) == \
         ("deleted", "KILLED")
